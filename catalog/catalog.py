@@ -1,0 +1,284 @@
+"""A built catalog: products, attribute codes for fast filtering, facets, vectors and index.
+
+``ensure_catalog`` imports and embeds a catalog once and saves it in the data dir; later
+starts load it in well under a second unless the source file or mapping changed.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import logging
+import math
+import os
+import shutil
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from .embedder import Embedder
+from .facets import FacetStats, derive_facets
+from .importers import import_products
+from .index import FaissIndex
+from .products import AttributeSpec, Mapping, Product, load_mapping, mapping_from_dict
+
+__all__ = [
+    "BUNDLED",
+    "Catalog",
+    "CatalogCorrupt",
+    "CatalogNotBuilt",
+    "bundled_mapping",
+    "ensure_catalog",
+    "load_catalog",
+    "product_text",
+]
+
+log = logging.getLogger(__name__)
+
+FORMAT_VERSION = 3
+DATA_DIR = Path(__file__).resolve().parent / "data"
+BUNDLED = ("fashion", "myntra")
+DEFAULT_DURABLE_WINDOW_DAYS = 180
+DEFAULT_REPLENISH_DAYS = 60
+
+
+class CatalogNotBuilt(FileNotFoundError):
+    """The catalog has no built index in the data dir."""
+
+
+class CatalogCorrupt(ValueError):
+    """A built catalog's files are unreadable or disagree with each other."""
+
+
+def bundled_mapping(name: str) -> Mapping:
+    """The mapping of a bundled catalog (``fashion`` or ``myntra``)."""
+    return load_mapping(DATA_DIR / f"{name}.mapping.json", default_name=name)
+
+
+def product_text(product: Product, specs: Sequence[AttributeSpec]) -> str:
+    """The text embedded for a product: title, the attributes that describe it, and the start
+    of its description."""
+    parts = [product.title]
+    attrs = [product.attributes[s.name] for s in specs if s.embed and s.name in product.attributes]
+    if attrs:
+        parts.append(", ".join(attrs))
+    if product.description:
+        parts.append(product.description[:240])
+    return ". ".join(parts)
+
+
+@dataclass
+class Catalog:
+    """Everything the assistant needs to know about what is sold, held in memory.
+
+    ``codes[attr][row]`` is the index of the row's value in ``values[attr]`` (-1 missing), so a
+    filter over the whole catalog is a vectorised comparison, not a scan of Python objects.
+    """
+
+    name: str
+    products: list[Product]
+    specs: list[AttributeSpec]
+    facets: list[FacetStats]
+    index: FaissIndex
+    content_hash: str = ""
+    durable_window_days: dict[str, int] = field(default_factory=dict)
+    replenish_days: dict[str, int] = field(default_factory=dict)
+    consumable_rule: dict[str, list[str]] = field(default_factory=dict)
+    source: str = ""
+
+    def __post_init__(self) -> None:
+        self.row_of = {p.product_id: i for i, p in enumerate(self.products)}
+        self.values: dict[str, list[str]] = {}
+        self.code_of: dict[str, dict[str, int]] = {}
+        self.codes: dict[str, NDArray[np.int32]] = {}
+        for spec in self.specs:
+            vals = sorted({p.attributes[spec.name] for p in self.products
+                           if spec.name in p.attributes})
+            self.values[spec.name] = vals
+            lookup = {v: i for i, v in enumerate(vals)}
+            self.code_of[spec.name] = lookup
+            self.codes[spec.name] = np.array(
+                [lookup.get(p.attributes.get(spec.name, ""), -1) for p in self.products],
+                dtype=np.int32)
+        self.prices = np.array([math.nan if p.price is None else p.price for p in self.products],
+                               dtype=np.float64)
+        self.has_prices = bool(np.isfinite(self.prices).any())
+        self.currency = next((p.currency for p in self.products if p.currency), None)
+        self.consumable = np.array([self._is_consumable(p) for p in self.products], dtype=bool)
+        self.titles_lower = [p.title.lower() for p in self.products]
+
+    def __len__(self) -> int:
+        return len(self.products)
+
+    def _is_consumable(self, p: Product) -> bool:
+        return any(p.attributes.get(attr) in vals for attr, vals in self.consumable_rule.items())
+
+    @property
+    def facet_names(self) -> list[str]:
+        return [f.name for f in self.facets if f.facet]
+
+    def spec(self, name: str) -> AttributeSpec | None:
+        return next((s for s in self.specs if s.name == name), None)
+
+    def product(self, product_id: str) -> Product | None:
+        row = self.row_of.get(product_id)
+        return None if row is None else self.products[row]
+
+    def purchase_kind(self, row: int) -> str:
+        return "consumable" if self.consumable[row] else "durable"
+
+    def replenish_after(self, article_type: str | None) -> int:
+        return self.replenish_days.get(article_type or "", self.replenish_days.get(
+            "*", DEFAULT_REPLENISH_DAYS))
+
+    def durable_window(self, article_type: str | None) -> int:
+        return self.durable_window_days.get(article_type or "", self.durable_window_days.get(
+            "*", DEFAULT_DURABLE_WINDOW_DAYS))
+
+
+def _source_hash(mapping: Mapping, source: Path | None, mapping_raw: dict[str, Any],
+                 embedder_name: str, limit: int | None, every: int) -> str:
+    h = hashlib.sha256()
+    h.update(json.dumps([FORMAT_VERSION, embedder_name, limit, every, mapping_raw],
+                        sort_keys=True).encode())
+    files = [Path(f["path"]) for f in mapping.files]
+    if source is not None:
+        files = [source, *files[1:]]
+    for f in files:
+        p = f if f.is_absolute() else mapping.base_dir / f
+        with open(p, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                h.update(chunk)
+    return h.hexdigest()
+
+
+@contextmanager
+def _build_lock(folder: Path) -> Iterator[None]:
+    """One builder per data dir at a time (several workers or servers may start at once)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / ".build.lock", "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def ensure_catalog(
+    data_dir: Path, name: str, embedder: Embedder, *, mapping_path: Path | None = None,
+    source: Path | None = None, limit: int | None = None, every: int = 1,
+    progress: bool = True, force: bool = False,
+) -> Catalog:
+    """Import and embed a catalog unless the data dir already holds this exact build.
+
+    A bundled catalog needs only its name; a shop's own needs ``mapping_path`` and usually
+    ``source``. Returns the loaded Catalog. Raises ImportError_ for a bad file or mapping.
+    """
+    mapping_path = mapping_path or DATA_DIR / f"{name}.mapping.json"
+    mapping_raw = json.loads(Path(mapping_path).read_text(encoding="utf-8"))
+    mapping = mapping_from_dict(mapping_raw, base_dir=Path(mapping_path).parent,
+                                default_name=name)
+    digest = _source_hash(mapping, source, mapping_raw, embedder.name, limit, every)
+    root = data_dir / "catalogs"
+    folder = root / name
+    with _build_lock(root):
+        if not force:
+            try:
+                manifest = json.loads((folder / "manifest.json").read_text())
+                if manifest.get("source_hash") == digest:
+                    return load_catalog(data_dir, name)
+            except (FileNotFoundError, ValueError, CatalogNotBuilt, CatalogCorrupt) as exc:
+                if folder.exists():
+                    log.warning("rebuilding catalog %s: %s", name, exc)
+        started = time.monotonic()
+        products = import_products(mapping, source, limit=limit, every=every)
+        if not products:
+            raise ValueError(f"catalog {name!r}: the file holds no products")
+        specs = list(mapping.attributes)
+        facets = derive_facets(products, specs)
+        texts = [product_text(p, specs) for p in products]
+        if progress:
+            log.info("catalog %s: embedding %d products (first start only)", name, len(texts))
+        vectors = embedder.embed(texts, batch_size=64, progress=progress)
+        index = FaissIndex(vectors)
+        tmp = root / f".{name}.tmp{os.getpid()}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        index.save(tmp)
+        with open(tmp / "products.json", "w", encoding="utf-8") as fh:
+            json.dump([p.to_json() for p in products], fh, ensure_ascii=False)
+        manifest = {
+            "format": FORMAT_VERSION,
+            "name": name,
+            "source_hash": digest,
+            "content_hash": hashlib.sha256("\n".join(texts).encode()).hexdigest(),
+            "embedder": embedder.name,
+            "products": len(products),
+            "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "build_seconds": round(time.monotonic() - started, 1),
+            "source": mapping.source,
+            "mapping": mapping_raw,
+            "facets": [{"name": f.name, "facet": f.facet, "coverage": round(f.coverage, 4),
+                        "distinct": f.distinct, "why": f.why} for f in facets],
+        }
+        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1))
+        old = root / f".{name}.old{os.getpid()}"
+        if folder.exists():
+            folder.rename(old)
+        tmp.rename(folder)
+        shutil.rmtree(old, ignore_errors=True)
+        return load_catalog(data_dir, name)
+
+
+def load_catalog(data_dir: Path, name: str) -> Catalog:
+    """Load a built catalog from the data dir.
+
+    Raises CatalogNotBuilt when it was never built, CatalogCorrupt when its files are damaged.
+    """
+    folder = data_dir / "catalogs" / name
+    if not (folder / "manifest.json").exists():
+        raise CatalogNotBuilt(
+            f"catalog {name!r} is not built in {data_dir}: run "
+            f"`shopper catalog import FILE --name {name} --mapping MAPPING.json` "
+            "(bundled catalogs build on `shopper serve`)")
+    try:
+        manifest = json.loads((folder / "manifest.json").read_text())
+        with open(folder / "products.json", encoding="utf-8") as fh:
+            products = [Product.from_json(r) for r in json.load(fh)]
+        index = FaissIndex.load(folder)
+    except (OSError, ValueError, RuntimeError, KeyError) as exc:
+        raise CatalogCorrupt(
+            f"catalog {name!r} in {folder} is damaged ({exc}); rebuild it with "
+            f"`shopper catalog rebuild --name {name}` or delete the folder and restart"
+        ) from exc
+    if manifest.get("format") != FORMAT_VERSION:
+        raise CatalogCorrupt(f"catalog {name!r} was built by another version; rebuild it")
+    if len(index) != len(products):
+        raise CatalogCorrupt(
+            f"catalog {name!r}: {len(products)} products but {len(index)} vectors; rebuild it")
+    mapping = mapping_from_dict(manifest["mapping"], default_name=name)
+    facet_by_name = {f["name"]: f for f in manifest["facets"]}
+    facets = [FacetStats(s.name, facet_by_name[s.name]["coverage"],
+                         facet_by_name[s.name]["distinct"], 0.0,
+                         facet_by_name[s.name]["facet"], facet_by_name[s.name]["why"])
+              for s in mapping.attributes]
+    kinds = mapping.durable
+    return Catalog(
+        name=name,
+        products=products,
+        specs=list(mapping.attributes),
+        facets=facets,
+        index=index,
+        content_hash=manifest["content_hash"],
+        durable_window_days={k: int(v) for k, v in kinds.get("window_days", {}).items()},
+        replenish_days=dict(mapping.replenish_days),
+        consumable_rule={k: list(v) for k, v in kinds.get("consumable", {}).items()},
+        source=mapping.source,
+    )
