@@ -56,7 +56,8 @@ class SentenceTransformerEmbedder:
                 if self._threads:
                     torch.set_num_threads(self._threads)
                 model = SentenceTransformer(self._path or default_model_path(), device="cpu")
-                dims = model.get_sentence_embedding_dimension()
+                dims = (model.get_embedding_dimension() if hasattr(model, "get_embedding_dimension")
+                        else model.get_sentence_embedding_dimension())
                 if dims != self.dimensions:
                     raise RuntimeError(f"expected a {self.dimensions}-d model, got {dims}")
                 self._model = model

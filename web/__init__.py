@@ -1,1 +1,162 @@
-"""web."""
+"""The Flask app factory and the services every view shares."""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import sqlite_utils
+from flask import Flask, current_app
+
+from assistant.engine import Assistant, Settings
+from assistant.store import Store, open_db
+from catalog.catalog import (
+    BUNDLED,
+    Catalog,
+    CatalogCorrupt,
+    CatalogNotBuilt,
+    ensure_catalog,
+    load_catalog,
+)
+from catalog.embedder import CachedEmbedder, Embedder, SentenceTransformerEmbedder
+
+__all__ = ["Services", "build_services", "create_app", "services"]
+
+log = logging.getLogger("shopper")
+
+
+@dataclass
+class Services:
+    """What the views need; built once per process by create_app (or injected by tests)."""
+
+    data_dir: Path
+    api_key: str
+    assistant: Assistant | None = None
+    ready: threading.Event = field(default_factory=threading.Event)
+    error: str | None = None
+    _local: threading.local = field(default_factory=threading.local)
+
+    @property
+    def db_path(self) -> Path:
+        return self.data_dir / "shopper.db"
+
+    def db(self) -> sqlite_utils.Database:
+        """This thread's connection (sqlite3 connections are not shared across threads)."""
+        db = getattr(self._local, "db", None)
+        if db is None:
+            db = open_db(self.db_path)
+            self._local.db = db
+        return db
+
+    def store(self) -> Store:
+        return Store(self.db())
+
+
+def _api_key(data_dir: Path, configured: str | None) -> str:
+    """The server key: from SHOPPER_API_KEY, else a random one kept in the data dir (never
+    in the repo) so a developer can read it; it is never logged."""
+    if configured:
+        return configured
+    path = data_dir / "api_key"
+    if path.exists():
+        return path.read_text().strip()
+    key = secrets.token_urlsafe(32)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(key)
+    log.warning("SHOPPER_API_KEY is not set: generated a server key in %s", path)
+    return key
+
+
+def _load_catalogs(data_dir: Path, embedder: Embedder, build: bool) -> dict[str, Catalog]:
+    catalogs: dict[str, Catalog] = {}
+    root = data_dir / "catalogs"
+    names = {p.name for p in root.iterdir() if (p / "manifest.json").exists()} \
+        if root.exists() else set()
+    if build:
+        for name in BUNDLED:
+            catalogs[name] = ensure_catalog(data_dir, name, embedder, progress=True)
+    for name in sorted(names - set(catalogs)):
+        catalogs[name] = load_catalog(data_dir, name)
+    return catalogs
+
+
+def build_services(config: Mapping[str, Any]) -> Services:
+    """Open the data dir and load catalogs and the model (in a thread if BACKGROUND_LOAD)."""
+    data_dir = Path(config["DATA_DIR"])
+    data_dir.mkdir(parents=True, exist_ok=True)
+    svc = Services(data_dir=data_dir, api_key=_api_key(data_dir, config.get("API_KEY")))
+    open_db(svc.db_path).conn.close()  # migrate once, before any request
+
+    def load() -> None:
+        try:
+            embedder = CachedEmbedder(SentenceTransformerEmbedder(
+                threads=config.get("TORCH_THREADS")))
+            catalogs = _load_catalogs(data_dir, embedder, bool(config.get("IMPORT_BUNDLED")))
+            if not catalogs:
+                raise CatalogNotBuilt(f"no catalog is built in {data_dir}: run `shopper serve` "
+                                      "without --no-import, or `shopper catalog import`")
+            default = config.get("CATALOG") or ("fashion" if "fashion" in catalogs
+                                                else sorted(catalogs)[0])
+            if default not in catalogs:
+                raise CatalogNotBuilt(f"catalog {default!r} is not built in {data_dir}")
+            embedder.embed(["warm up"])
+            svc.assistant = Assistant(catalogs=catalogs, embedder=embedder, store=svc.store,
+                                      default_catalog=default, settings=Settings())
+            svc.ready.set()
+            log.info("ready: catalogs %s", ", ".join(f"{n} ({len(c)})"
+                                                    for n, c in catalogs.items()))
+        except (CatalogNotBuilt, CatalogCorrupt, OSError, ValueError, RuntimeError) as exc:
+            svc.error = str(exc)
+            log.error("cannot serve: %s", exc)
+
+    if config.get("BACKGROUND_LOAD"):
+        threading.Thread(target=load, name="loader", daemon=True).start()
+    else:
+        load()
+        if svc.error:
+            raise RuntimeError(svc.error)
+    return svc
+
+
+def create_app(config: Mapping[str, Any] | None = None, *,
+               services: Services | None = None) -> Flask:
+    """Build the app. ``config`` overrides settings (tests); otherwise SHOPPER_* variables."""
+    app = Flask(__name__)
+    app.config.from_mapping(
+        DATA_DIR=os.environ.get("SHOPPER_DATA_DIR", "var"),
+        CATALOG=None,
+        API_KEY=os.environ.get("SHOPPER_API_KEY") or None,
+        IMPORT_BUNDLED=False,
+        BACKGROUND_LOAD=False,
+        MAX_CONTENT_LENGTH=64 * 1024,
+        ANON_RATE_PER_MINUTE=60,
+        MAX_INFLIGHT=48,
+        TORCH_THREADS=None,
+        JSON_SORT_KEYS=False,
+    )
+    if config is None:
+        app.config.from_prefixed_env("SHOPPER")
+    else:
+        app.config.update(config)
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    app.extensions["shopper"] = services or build_services(app.config)
+
+    from . import api, pages
+
+    app.register_blueprint(api.bp)
+    if hasattr(pages, "bp"):
+        app.register_blueprint(pages.bp)
+    api.register_error_handlers(app)
+    return app
+
+
+def services() -> Services:
+    svc: Services = current_app.extensions["shopper"]
+    return svc

@@ -1,0 +1,489 @@
+"""One turn of a conversation: understand, plan (question or picks), move the machine, save.
+
+``Assistant`` is the one object web/ talks to. It holds the catalogs, the embedder and a way
+to get a Store for the current thread; it keeps no conversation in memory between turns.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from catalog.catalog import Catalog
+from catalog.embedder import Embedder
+
+from . import preferences as prefs
+from .errors import (
+    CatalogNotFound,
+    ConversationClosed,
+    InvalidInput,
+    ProductNotFound,
+)
+from .machine import Conversation, MachineError, attach
+from .messages import compose_message
+from .questions import Question, choose_question
+from .ranking import Constraints, candidates, hard_mask, pick_json, rank
+from .store import Store, now_iso
+from .understanding import Lexicon, SemanticMatcher, Understanding, load_synonyms, understand
+
+__all__ = ["Assistant", "Settings", "hash_token"]
+
+CHANNELS = ("web", "kiosk", "phone")
+ACTIONS = ("more", "cheaper", "start_over", "done")
+FEEDBACK = ("like", "dislike", "not_interested", "already_own")
+MAX_TEXT = 2000
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+@dataclass
+class Settings:
+    max_questions: int = 3
+    picks: int = 5
+    half_life_days: float = 30.0
+    session_hours: float = 4.0
+
+
+@dataclass
+class _CatalogTools:
+    catalog: Catalog
+    lexicon: Lexicon
+    semantic: SemanticMatcher
+
+
+@dataclass
+class Assistant:
+    """The shopper-facing brain, shared by every channel."""
+
+    catalogs: dict[str, Catalog]
+    embedder: Embedder
+    store: Callable[[], Store]
+    default_catalog: str
+    settings: Settings = field(default_factory=Settings)
+
+    def __post_init__(self) -> None:
+        synonyms = load_synonyms()
+        self._tools: dict[str, _CatalogTools] = {}
+        for name, cat in self.catalogs.items():
+            lex = Lexicon(cat, synonyms)
+            self._tools[name] = _CatalogTools(cat, lex, SemanticMatcher(lex, self.embedder))
+        self._locks: dict[str, threading.Lock] = {}
+        self._locks_guard = threading.Lock()
+
+    # Catalog access ------------------------------------------------------------------------
+    def tools(self, name: str | None) -> _CatalogTools:
+        key = name or self.default_catalog
+        if key not in self._tools:
+            raise CatalogNotFound(f"there is no catalog {key!r}; catalogs here: "
+                                  f"{', '.join(sorted(self._tools))}")
+        return self._tools[key]
+
+    def catalog(self, name: str | None) -> Catalog:
+        return self.tools(name).catalog
+
+    def _lock(self, conversation_id: str) -> threading.Lock:
+        with self._locks_guard:
+            if len(self._locks) > 10000:
+                self._locks = {k: v for k, v in self._locks.items() if v.locked()}
+            return self._locks.setdefault(conversation_id, threading.Lock())
+
+    # Conversations -------------------------------------------------------------------------
+    def start(self, *, channel: str, shopper_id: str | None = None, catalog: str | None = None,
+              store_id: str | None = None, text: str | None = None,
+              agent_id: str | None = None) -> tuple[Conversation, str, dict[str, Any]]:
+        """Open a conversation; returns it, its token and the first Turn."""
+        if channel not in CHANNELS:
+            raise InvalidInput(f"channel must be one of {', '.join(CHANNELS)}")
+        tools = self.tools(catalog)
+        token = secrets.token_urlsafe(24)
+        conv = Conversation(
+            conversation_id="c_" + secrets.token_hex(10), channel=channel,
+            catalog=tools.catalog.name, shopper_id=shopper_id, store_id=store_id,
+            created_at=now_iso(), agent_id=agent_id, ctx=_fresh_ctx())
+        store = self.store()
+        with store.transaction():
+            store.create_conversation(conv, hash_token(token))
+        attach(conv)
+        if text is not None and text.strip():
+            turn = self._run(conv, {"text": text}, store)
+        else:
+            turn = self._respond(conv, tools, None, event=None, store=store)
+            with store.transaction():
+                store.add_turn(conv.conversation_id, 0, {}, turn)
+                conv.ctx["seq"] = 0
+                store.save_conversation(conv, conv.version)
+        return conv, token, turn
+
+    def turn(self, conversation_id: str, payload: dict[str, Any]) -> dict[str, Any]:
+        """Answer one shopper turn. Raises ConversationNotFound, InvalidInput,
+        ConversationClosed, ProductNotFound, Conflict."""
+        with self._lock(conversation_id):
+            store = self.store()
+            conv = store.load_conversation(conversation_id)
+            attach(conv)
+            return self._run(conv, payload, store)
+
+    def transcript(self, conversation_id: str) -> dict[str, Any]:
+        store = self.store()
+        conv = store.load_conversation(conversation_id)
+        return {"conversation_id": conv.conversation_id, "state": conv.state,
+                "channel": conv.channel, "shopper_id": conv.shopper_id,
+                "catalog": conv.catalog, "store_id": conv.store_id,
+                "created_at": conv.created_at, "turns": store.turns(conversation_id)}
+
+    # One turn ------------------------------------------------------------------------------
+    def _run(self, conv: Conversation, payload: dict[str, Any], store: Store) -> dict[str, Any]:
+        tools = self.tools(conv.catalog)
+        ctx = conv.ctx
+        expected = conv.version
+        event, heard = self._interpret(conv, tools, payload)
+        if conv.state == "done" and event != "start_over":
+            raise ConversationClosed(
+                "this conversation is finished; start a new one or send "
+                '{"action": "start_over"}')
+        if event == "start_over":
+            conv.ctx = ctx = _fresh_ctx(seq=ctx.get("seq", 0))
+        turn = self._respond(conv, tools, heard, event=event, store=store)
+        try:
+            conv.trigger(event)
+        except MachineError as exc:
+            raise InvalidInput(f"'{event}' is not possible now ({conv.state})") from exc
+        turn["state"] = conv.state
+        turn["message"] = compose_message(tools.catalog, conv.state, ctx, turn, event)
+        seq = int(ctx.get("seq", -1)) + 1
+        ctx["seq"] = seq
+        conv.version = expected + 1
+        with store.transaction():
+            store.save_conversation(conv, expected)
+            store.add_turn(conv.conversation_id, seq, _loggable(payload), turn)
+            self._remember(conv, tools, heard, payload, store)
+        return turn
+
+    def _interpret(self, conv: Conversation, tools: _CatalogTools, payload: dict[str, Any]
+                   ) -> tuple[str, Understanding | None]:
+        """Fold the payload into the conversation's context; return the machine event."""
+        ctx = conv.ctx
+        kinds = [k for k in ("text", "answer", "action", "feedback") if payload.get(k) is not None]
+        if len(kinds) != 1:
+            raise InvalidInput('send exactly one of "text", "answer", "action" or "feedback"')
+        kind = kinds[0]
+        cat = tools.catalog
+        asked = (ctx.get("question") or {}).get("attribute")
+        if kind == "action":
+            action = payload["action"]
+            if action not in ACTIONS:
+                raise InvalidInput(f"action must be one of {', '.join(ACTIONS)}")
+            return self._action(ctx, action), None
+        if kind == "feedback":
+            fb = payload["feedback"]
+            if not isinstance(fb, dict) or fb.get("kind") not in FEEDBACK \
+                    or not isinstance(fb.get("product_id"), str):
+                raise InvalidInput('feedback needs "product_id" (a string) and "kind", one of '
+                                   + ", ".join(FEEDBACK))
+            if cat.product(fb["product_id"]) is None:
+                raise ProductNotFound(f"there is no product {fb['product_id']!r} in "
+                                      f"catalog {cat.name!r}")
+            ctx.setdefault("feedback", {}).setdefault(fb["kind"], []).append(fb["product_id"])
+            return "feedback", None
+        if kind == "answer":
+            ans = payload["answer"]
+            if not isinstance(ans, dict) or not isinstance(ans.get("attribute"), str):
+                raise InvalidInput('answer needs "attribute" and "value" (a string or null)')
+            attr, value = ans["attribute"], ans.get("value")
+            if attr not in cat.codes:
+                raise InvalidInput(f"there is no attribute {attr!r} in catalog {cat.name!r}")
+            if value is None:
+                _settle(ctx, attr, skipped=True)
+                ctx["question"] = None
+                return "hear", None
+            if not isinstance(value, str):
+                raise InvalidInput("answer value must be a string or null")
+            canon = {v.casefold(): v for v in cat.values[attr]}.get(value.strip().casefold())
+            if canon is None:
+                raise InvalidInput(f"{value!r} is not a {attr} in catalog {cat.name!r}")
+            u = Understanding(wants={attr: {canon}})
+            u.matched.append(canon)
+            self._fold(ctx, u, asked)
+            return "hear", u
+        text = payload["text"]
+        if not isinstance(text, str):
+            raise InvalidInput("text must be a string")
+        if not text.strip():
+            raise InvalidInput("text is empty: say what you are looking for")
+        if len(text) > MAX_TEXT:
+            raise InvalidInput(f"text is too long ({len(text)} characters; the limit is "
+                               f"{MAX_TEXT})")
+        u = understand(text, tools.lexicon, asked=asked, semantic=tools.semantic,
+                       option_values=set(cat.values.get(asked, [])) if asked else None)
+        if u.action and not u.has_facts:
+            return self._action(ctx, u.action), None
+        if u.no_preference and asked and not u.has_facts:
+            _settle(ctx, asked, skipped=True)
+            ctx["question"] = None
+            if u.show_now:
+                ctx["show_now"] = True
+            return ("more" if u.show_now and ctx.get("facts") else "hear"), u
+        self._fold(ctx, u, asked)
+        return "hear", u
+
+    def _action(self, ctx: dict[str, Any], action: str) -> str:
+        if action == "more":
+            ctx["show_now"] = True
+            ctx["page"] = ctx.get("page", 0) + 1
+            ctx["question"] = None
+            return "more"
+        if action == "cheaper":
+            ctx["cheaper"] = True
+            ctx["question"] = None
+            return "cheaper"
+        if action == "start_over":
+            return "start_over"
+        return "finish"
+
+    def _fold(self, ctx: dict[str, Any], u: Understanding, asked: str | None) -> None:
+        """Merge what one message said into the conversation's facts: a new value for an
+        attribute replaces the old one; avoiding a value drops it from the wants."""
+        wants: dict[str, list[str]] = ctx.setdefault("wants", {})
+        avoids: dict[str, list[str]] = ctx.setdefault("avoids", {})
+        for attr, values in u.wants.items():
+            wants[attr] = sorted(values)
+            avoids[attr] = [v for v in avoids.get(attr, []) if v not in values]
+            _settle(ctx, attr)
+        for attr, values in u.avoids.items():
+            avoids[attr] = sorted(set(avoids.get(attr, [])) | values)
+            if attr in wants:
+                wants[attr] = [v for v in wants[attr] if v not in values]
+                if not wants[attr]:
+                    del wants[attr]
+        for term in u.avoid_terms:
+            if term not in ctx.setdefault("avoid_terms", []):
+                ctx["avoid_terms"].append(term)
+        if u.min_price is not None:
+            ctx["min_price"] = u.min_price
+        if u.max_price is not None:
+            ctx["max_price"] = u.max_price
+            ctx.pop("below_price", None)
+        if u.cheap:
+            ctx["cheap"] = True
+        if u.recipient:
+            ctx["recipient"] = u.recipient
+        if u.show_now:
+            ctx["show_now"] = True
+        if u.positive_text and (u.has_facts or not u.no_preference):
+            ctx.setdefault("texts", []).append(u.positive_text[:300])
+        if asked and asked in u.wants:
+            ctx["question"] = None
+        facts = bool(wants or avoids or ctx.get("avoid_terms") or ctx.get("texts")
+                     or ctx.get("max_price") is not None or ctx.get("min_price") is not None)
+        ctx["facts"] = facts
+        ctx["page"] = 0
+
+    # Planning ------------------------------------------------------------------------------
+    def constraints(self, conv: Conversation, cat: Catalog, store: Store) -> Constraints:
+        """The conversation's facts plus the shopper's profile, as ranking constraints."""
+        ctx = conv.ctx
+        fb = ctx.get("feedback", {})
+        c = Constraints(
+            wants={a: set(v) for a, v in ctx.get("wants", {}).items()},
+            avoids={a: set(v) for a, v in ctx.get("avoids", {}).items() if v},
+            avoid_terms=list(ctx.get("avoid_terms", [])),
+            min_price=ctx.get("min_price"), max_price=ctx.get("max_price"),
+            below_price=ctx.get("below_price"),
+            exclude_ids=set(fb.get("dislike", []) + fb.get("not_interested", [])
+                            + fb.get("already_own", [])),
+            liked_ids=list(fb.get("like", [])), cheap=bool(ctx.get("cheap")),
+        )
+        if conv.shopper_id and not ctx.get("recipient"):
+            profile = self.profile(conv.shopper_id, cat, store)
+            c.soft = profile["effective_objects"]
+            for p in c.soft:
+                if p.source == "stated" and p.polarity == "avoid" and \
+                        p.value not in c.wants.get(p.attribute, set()):
+                    c.profile_avoids.setdefault(p.attribute, set()).add(p.value)
+            c.soft = [p for p in c.soft if not (p.source == "stated" and p.polarity == "avoid")]
+        return c
+
+    def _respond(self, conv: Conversation, tools: _CatalogTools, heard: Understanding | None,
+                 *, event: str | None, store: Store) -> dict[str, Any]:
+        """Plan the reply: maybe a question, maybe picks. Writes the plan into ctx."""
+        cat = tools.catalog
+        ctx = conv.ctx
+        turn: dict[str, Any] = {"state": conv.state, "message": "", "question": None,
+                                "picks": [], "preferences": []}
+        if not ctx.get("facts"):
+            ctx["question"] = None
+            return turn
+        c = self.constraints(conv, cat, store)
+        shown = list(ctx.get("shown", []))
+        if event == "cheaper":
+            if not cat.has_prices:
+                ctx["notice"] = "no_prices"
+                ctx["question"] = None
+                return turn
+            else:
+                last = [p for p in ctx.get("last_picks_prices", []) if p is not None]
+                floor = min([*last, *(x for x in [ctx.get("below_price")] if x is not None)],
+                            default=None)
+                if floor is not None:
+                    ctx["below_price"] = floor
+                    c.below_price = floor
+                ctx["cheap"] = True
+                c.cheap = True
+        if event == "more":
+            c.exclude_ids |= set(shown)
+        mask = hard_mask(cat, c)
+        query_text = _query_text(ctx, cat)
+        qvec = self.embedder.embed([query_text])[0] if query_text else None
+        ranked = candidates(cat, mask, qvec, c)
+        ctx["candidates"] = int(mask.sum())
+        question: Question | None = None
+        asked_count = len(ctx.get("asked", []))
+        may_ask = (not ctx.get("show_now") and event not in ("more", "cheaper")
+                   and asked_count < self.settings.max_questions)
+        if may_ask and conv.state in ("recommending", "refining"):
+            may_ask = len(ranked.rows) > 200
+        if may_ask:
+            settled = set(ctx.get("wants", {})) | set(ctx.get("skipped", [])) | \
+                set(ctx.get("asked", []))
+            question = choose_question(cat, ranked.rows, settled=settled, avoided=c.avoids)
+        if question is not None:
+            ctx["question"] = {"attribute": question.attribute, "options": question.options}
+            ctx.setdefault("asked", []).append(question.attribute)
+            turn["question"] = question.to_json()
+        else:
+            ctx["question"] = None
+        picks = rank(cat, ranked, c, k=self.settings.picks,
+                     query_words=" ".join(ctx.get("texts", []))[-80:])
+        turn["picks"] = [pick_json(cat, p) for p in picks]
+        ctx["last_picks_prices"] = [cat.products[p.row].price for p in picks]
+        ctx["shown"] = list(dict.fromkeys([*shown, *(cat.products[p.row].product_id
+                                                    for p in picks)]))[-500:]
+        turn["preferences"] = self._turn_preferences(conv, c)
+        return turn
+
+    def _turn_preferences(self, conv: Conversation, c: Constraints) -> list[dict[str, Any]]:
+        said_on = datetime.now(UTC).date().isoformat()
+        out = []
+        for attr, values in c.wants.items():
+            for v in sorted(values):
+                out.append(prefs.Preference(attr, v, "want", "stated", 1.0,
+                                            f"you said so on {said_on}", now_iso()).to_json())
+        for attr, values in c.avoids.items():
+            for v in sorted(values):
+                out.append(prefs.Preference(attr, v, "avoid", "stated", 1.0,
+                                            f"you said so on {said_on}", now_iso()).to_json())
+        seen = {(p["attribute"], p["value"]) for p in out}
+        for p in c.soft:
+            if (p.attribute, p.value) not in seen:
+                out.append(p.to_json())
+        for attr, values in c.profile_avoids.items():
+            for v in sorted(values):
+                if (attr, v) not in seen:
+                    out.append(prefs.Preference(attr, v, "avoid", "stated", 1.0,
+                                                "you said so before", now_iso()).to_json())
+        return out
+
+    def _remember(self, conv: Conversation, tools: _CatalogTools, heard: Understanding | None,
+                  payload: dict[str, Any], store: Store) -> None:
+        """A signed-in shopper's own statements become stated preferences; feedback becomes
+        events. Nothing said while shopping for someone else is kept as their own taste."""
+        if not conv.shopper_id:
+            return
+        ctx = conv.ctx
+        if payload.get("feedback"):
+            fb = payload["feedback"]
+            store.add_event(conv.shopper_id, "feedback:" + fb["kind"],
+                            product_id=fb["product_id"], catalog=conv.catalog,
+                            conversation_id=conv.conversation_id,
+                            recipient=ctx.get("recipient"))
+            return
+        if heard is None or ctx.get("recipient"):
+            return
+        said = payload.get("text") or ""
+        day = datetime.now(UTC).date().isoformat()
+        if said:
+            evidence = f"you said “{said[:80]}” on {day}"
+        else:
+            evidence = f"you chose it on {day}"
+        for attr, values in heard.wants.items():
+            if attr == "article_type":
+                continue  # what you shop for today is not a standing taste
+            for v in values:
+                store.put_preference(conv.shopper_id, attr, v, "want", evidence=evidence,
+                                     said=said[:300], conversation_id=conv.conversation_id)
+        for attr, values in heard.avoids.items():
+            for v in values:
+                store.put_preference(conv.shopper_id, attr, v, "avoid", evidence=evidence,
+                                     said=said[:300], conversation_id=conv.conversation_id)
+
+    # Profiles ------------------------------------------------------------------------------
+    def profile(self, shopper_id: str, cat: Catalog | None = None,
+                store: Store | None = None) -> dict[str, Any]:
+        store = store or self.store()
+        cat = cat or self.catalog(None)
+        rows = store.stated_preferences(shopper_id)
+        stated = prefs.stated(rows)
+        dismissed = {(r["attribute"], r["value"]) for r in rows if r["source"] == "dismissed"}
+        inferred = [p for p in prefs.infer(store.events(shopper_id), cat,
+                                           half_life_days=self.settings.half_life_days)
+                    if (p.attribute, p.value) not in dismissed]
+        eff = prefs.effective(stated, inferred)
+        return {"shopper_id": shopper_id,
+                "stated": [p.to_json() for p in stated],
+                "inferred": [p.to_json() for p in inferred],
+                "effective": [p.to_json() for p in eff],
+                "effective_objects": eff}
+
+    # One-shot search -----------------------------------------------------------------------
+    def search(self, q: str, *, shopper_id: str | None = None, k: int = 10,
+               catalog: str | None = None) -> list[dict[str, Any]]:
+        """Ranked picks for a query, personalised when a shopper is named."""
+        tools = self.tools(catalog)
+        cat = tools.catalog
+        if not q.strip():
+            raise InvalidInput("q is empty")
+        u = understand(q, tools.lexicon)
+        conv = Conversation("search", "web", cat.name, shopper_id=shopper_id)
+        conv.ctx = _fresh_ctx()
+        self._fold(conv.ctx, u, None)
+        store = self.store()
+        c = self.constraints(conv, cat, store)
+        mask = hard_mask(cat, c)
+        qvec = self.embedder.embed([_query_text(conv.ctx, cat) or q])[0]
+        ranked = candidates(cat, mask, qvec, c)
+        picks = rank(cat, ranked, c, k=k, query_words=q)
+        return [pick_json(cat, p) for p in picks]
+
+
+def _fresh_ctx(seq: int = -1) -> dict[str, Any]:
+    return {"wants": {}, "avoids": {}, "avoid_terms": [], "texts": [], "asked": [],
+            "skipped": [], "question": None, "facts": False, "shown": [], "seq": seq}
+
+
+def _settle(ctx: dict[str, Any], attr: str, *, skipped: bool = False) -> None:
+    if skipped and attr not in ctx.setdefault("skipped", []):
+        ctx["skipped"].append(attr)
+    if attr not in ctx.setdefault("asked", []):
+        ctx["asked"].append(attr)
+    if skipped:
+        ctx["facts"] = True
+
+
+def _query_text(ctx: dict[str, Any], cat: Catalog) -> str:
+    """What to embed: the shopper's own words plus the values they chose."""
+    parts = list(ctx.get("texts", []))[-4:]
+    for attr, values in ctx.get("wants", {}).items():
+        parts.extend(values)
+    return " ".join(parts).strip()
+
+
+def _loggable(payload: dict[str, Any]) -> dict[str, Any]:
+    return {k: payload[k] for k in ("text", "answer", "action", "feedback") if k in payload}
+

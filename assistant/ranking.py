@@ -1,0 +1,258 @@
+"""Candidates, scores and picks: hard filters for what was said, soft boosts for what was
+guessed, MMR for variety, and a plain reason for every pick."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from catalog.catalog import Catalog
+
+from .preferences import Preference
+from .questions import label_for
+
+__all__ = ["ACCEPT_ALSO", "Constraints", "Pick", "Ranked", "candidates", "hard_mask",
+           "pick_json", "rank", "select_diverse"]
+
+# A request for one value that another value also serves, ranked after the exact ones.
+ACCEPT_ALSO = {"gender": {"Men": ("Unisex",), "Women": ("Unisex",),
+                          "Boys": ("Unisex Kids",), "Girls": ("Unisex Kids",)}}
+EXACT_BONUS = 0.12
+SOFT_WEIGHT = 0.10
+CANDIDATE_MARGIN = 0.22
+MAX_CANDIDATES = 2000
+MMR_POOL = 60
+MMR_LAMBDA = 0.72
+
+
+@dataclass
+class Constraints:
+    """Everything that decides which products may be picked and how they are ordered."""
+
+    wants: dict[str, set[str]] = field(default_factory=dict)
+    avoids: dict[str, set[str]] = field(default_factory=dict)
+    avoid_terms: list[str] = field(default_factory=list)
+    min_price: float | None = None
+    max_price: float | None = None
+    below_price: float | None = None
+    exclude_ids: set[str] = field(default_factory=set)
+    blocked_types: dict[str, str] = field(default_factory=dict)
+    soft: list[Preference] = field(default_factory=list)
+    liked_ids: list[str] = field(default_factory=list)
+    cheap: bool = False
+    profile_avoids: dict[str, set[str]] = field(default_factory=dict)
+
+
+@dataclass
+class Pick:
+    row: int
+    score: float
+    reasons: list[str]
+
+
+@dataclass
+class Ranked:
+    rows: NDArray[np.int64]
+    scores: NDArray[np.float32]
+
+
+def _codes_for(catalog: Catalog, attr: str, values: set[str]) -> list[int]:
+    lookup = catalog.code_of.get(attr, {})
+    return [lookup[v] for v in values if v in lookup]
+
+
+def hard_mask(catalog: Catalog, c: Constraints) -> NDArray[np.bool_]:
+    """Rows that break nothing the shopper said (wants, avoids, budget, exclusions)."""
+    mask = np.ones(len(catalog), dtype=bool)
+    for attr, values in c.wants.items():
+        if attr not in catalog.codes:
+            continue
+        accepted = set(values)
+        for v in values:
+            accepted.update(ACCEPT_ALSO.get(attr, {}).get(v, ()))
+        mask &= np.isin(catalog.codes[attr], _codes_for(catalog, attr, accepted))
+    for source in (c.avoids, c.profile_avoids):
+        for attr, values in source.items():
+            if attr in catalog.codes and values:
+                mask &= ~np.isin(catalog.codes[attr], _codes_for(catalog, attr, values))
+    if c.min_price is not None or c.max_price is not None or c.below_price is not None:
+        prices = catalog.prices
+        ok = np.isfinite(prices)
+        if c.min_price is not None:
+            ok &= prices >= c.min_price
+        if c.max_price is not None:
+            ok &= prices <= c.max_price
+        if c.below_price is not None:
+            ok &= prices < c.below_price
+        mask &= ok
+    for term in c.avoid_terms:
+        t = term.lower()
+        mask &= np.fromiter((t not in title for title in catalog.titles_lower), bool,
+                            len(catalog))
+    wanted_types = c.wants.get("article_type", set())
+    blocked = [t for t in c.blocked_types if t not in wanted_types]
+    if blocked and "article_type" in catalog.codes:
+        mask &= ~np.isin(catalog.codes["article_type"], _codes_for(catalog, "article_type",
+                                                                   set(blocked)))
+    for pid in c.exclude_ids:
+        row = catalog.row_of.get(pid)
+        if row is not None:
+            mask[row] = False
+    return mask
+
+
+def _soft_scores(catalog: Catalog, rows: NDArray[np.int64], c: Constraints
+                 ) -> NDArray[np.float32]:
+    bonus = np.zeros(len(rows), dtype=np.float32)
+    for attr, values in c.wants.items():
+        if attr in catalog.codes:
+            bonus += EXACT_BONUS * np.isin(catalog.codes[attr][rows],
+                                           _codes_for(catalog, attr, values))
+    for pref in c.soft:
+        if pref.attribute not in catalog.codes or pref.attribute in c.wants:
+            continue
+        code = catalog.code_of[pref.attribute].get(pref.value)
+        if code is None:
+            continue
+        sign = 1.0 if pref.polarity == "want" else -1.0
+        bonus += sign * SOFT_WEIGHT * pref.strength * (catalog.codes[pref.attribute][rows] == code)
+    if c.liked_ids:
+        liked = [catalog.row_of[p] for p in c.liked_ids if p in catalog.row_of]
+        if liked:
+            centroid = np.asarray(catalog.index.vectors[liked]).mean(axis=0)
+            bonus += 0.1 * catalog.index.scores(centroid, rows)
+    if c.cheap and catalog.has_prices:
+        prices = catalog.prices[rows]
+        finite = np.isfinite(prices)
+        if finite.any():
+            ranks = np.argsort(np.argsort(np.where(finite, prices, np.inf)))
+            bonus -= 0.12 * ranks / max(len(rows) - 1, 1)
+    return bonus
+
+
+def candidates(catalog: Catalog, mask: NDArray[np.bool_], query: NDArray[np.float32] | None,
+               c: Constraints) -> Ranked:
+    """The rows worth considering now, best first: every allowed row, scored by cosine to
+    the query plus the soft boosts, cut to those within a margin of the best."""
+    rows = np.flatnonzero(mask).astype(np.int64)
+    if len(rows) == 0:
+        return Ranked(rows, np.zeros(0, dtype=np.float32))
+    sims = catalog.index.scores(query, rows) if query is not None else \
+        np.zeros(len(rows), dtype=np.float32)
+    scores = sims + _soft_scores(catalog, rows, c)
+    order = np.argsort(-scores, kind="stable")
+    rows, scores = rows[order], scores[order]
+    keep = int(np.searchsorted(-scores, -(scores[0] - CANDIDATE_MARGIN), side="right"))
+    keep = min(max(keep, min(50, len(rows))), MAX_CANDIDATES)
+    return Ranked(rows[:keep], scores[:keep])
+
+
+def select_diverse(catalog: Catalog, ranked: Ranked, k: int, pinned: set[str],
+                   lam: float = MMR_LAMBDA) -> list[int]:
+    """Maximal marginal relevance: each next pick trades relevance against likeness to the
+    picks already chosen (same colour, brand, type... and vector similarity), so five picks
+    are not five copies of one thing. Attributes the shopper pinned do not count."""
+    pool = ranked.rows[:MMR_POOL]
+    if len(pool) <= 1:
+        return [int(r) for r in pool[:k]]
+    rel = ranked.scores[:MMR_POOL].astype(np.float64)
+    span = rel.max() - rel.min()
+    rel = (rel - rel.min()) / span if span > 0 else np.ones_like(rel)
+    vecs = np.asarray(catalog.index.vectors[pool])
+    attrs = [a for a in catalog.facet_names + (["brand"] if "brand" in catalog.codes else [])
+             if a not in pinned and a in catalog.codes]
+    attr_codes = np.stack([catalog.codes[a][pool] for a in attrs]) if attrs else None
+    chosen: list[int] = []
+    max_sim = np.zeros(len(pool))
+    for _ in range(min(k, len(pool))):
+        mmr = lam * rel - (1 - lam) * max_sim
+        if chosen:
+            mmr[chosen] = -np.inf
+        best = int(np.argmax(mmr))
+        chosen.append(best)
+        vec_sim = vecs @ vecs[best]
+        if attr_codes is not None:
+            same = (attr_codes == attr_codes[:, best:best + 1]) & (attr_codes >= 0)
+            attr_sim = same.mean(axis=0)
+        else:
+            attr_sim = np.zeros(len(pool))
+        max_sim = np.maximum(max_sim, 0.5 * vec_sim + 0.5 * attr_sim)
+    return [int(pool[i]) for i in chosen]
+
+
+def _money(value: float, currency: str | None) -> str:
+    symbol = {"INR": "₹", "USD": "$", "EUR": "€", "GBP": "£"}.get(currency or "", "")
+    amount = f"{value:,.0f}" if value == int(value) else f"{value:,.2f}"
+    return f"{symbol}{amount}" if symbol else f"{amount} {currency or ''}".strip()
+
+
+def reasons_for(catalog: Catalog, row: int, c: Constraints, query_words: str = "") -> list[str]:
+    """Short sentences a shopper understands, saying why this product was picked."""
+    product = catalog.products[row]
+    attrs = product.attributes
+    out: list[str] = []
+    for attr, values in c.wants.items():
+        value = attrs.get(attr)
+        if value in values:
+            said = f"For {value.lower()}" if attr == "gender" else label_for(value)
+            out.append(f"{said}, as you asked")
+        elif value:
+            out.append(f"{label_for(value)}, which suits {label_for(sorted(values)[0]).lower()}"
+                       f" too")
+    if product.price is not None and (c.max_price is not None or c.below_price is not None):
+        limit = min(x for x in (c.max_price, c.below_price) if x is not None)
+        if c.below_price is not None and limit == c.below_price:
+            out.append(f"{_money(product.price, product.currency)}, cheaper than before")
+        else:
+            out.append(f"{_money(product.price, product.currency)}, within your "
+                       f"{_money(limit, product.currency)} budget")
+    for attr, values in {**c.avoids}.items():
+        if values:
+            out.append(f"Not {' or '.join(label_for(v).lower() for v in sorted(values))}, "
+                       "as you said")
+            break
+    for attr, values in c.profile_avoids.items():
+        if values:
+            out.append(f"No {' or '.join(label_for(v).lower() for v in sorted(values))}: "
+                       "you told us before")
+            break
+    for pref in c.soft:
+        if pref.polarity == "want" and attrs.get(pref.attribute) == pref.value \
+                and pref.attribute not in c.wants:
+            why = "you said you like it" if pref.source == "stated" else pref.evidence
+            out.append(f"{label_for(pref.value)}: {why}")
+            break
+    if c.blocked_types:
+        t, why = next(iter(c.blocked_types.items()))
+        out.append(why)
+    if c.liked_ids and len(out) < 3:
+        out.append("Like the ones you liked")
+    if len(out) < 2:
+        usage = attrs.get("usage")
+        if usage and "usage" not in c.wants:
+            out.append(f"Good for {usage.lower()} wear")
+    if not out and query_words:
+        out.append(f"Close to what you described: “{query_words[:60]}”")
+    if not out:
+        out.append("A popular pick in this catalog")
+    return out[:3]
+
+
+def rank(catalog: Catalog, ranked: Ranked, c: Constraints, *, k: int = 5,
+         query_words: str = "") -> list[Pick]:
+    """The top k picks with reasons, diverse across what the shopper left open."""
+    rows = select_diverse(catalog, ranked, k, pinned=set(c.wants))
+    score_of = {int(r): float(s) for r, s in zip(ranked.rows[:MMR_POOL],
+                                                  ranked.scores[:MMR_POOL])}
+    return [Pick(r, score_of.get(r, 0.0), reasons_for(catalog, r, c, query_words))
+            for r in rows]
+
+
+def pick_json(catalog: Catalog, pick: Pick) -> dict[str, Any]:
+    p = catalog.products[pick.row]
+    return {"product_id": p.product_id, "title": p.title, "price": p.price,
+            "currency": p.currency, "attributes": dict(p.attributes),
+            "score": round(max(min(pick.score, 1.0), 0.0), 4), "reasons": pick.reasons}

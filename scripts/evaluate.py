@@ -1,0 +1,51 @@
+"""Evaluate the assistant with simulated shoppers against a plain search box.
+
+    HF_HUB_OFFLINE=1 .venv/bin/python scripts/evaluate.py --shoppers 60
+    .venv/bin/python scripts/evaluate.py --url http://127.0.0.1:8000 --show-failures 3
+
+Without --url the app is built in this process on --data-dir (the first run builds the index).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from web.evaluation import HttpClient, format_report, in_process_client, run_evaluation  # noqa: E402
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--shoppers", type=int, default=300, help="simulated shoppers (default 300)")
+    p.add_argument("--seed", type=int, default=7, help="target sampling seed (default 7)")
+    p.add_argument("--catalog", default="fashion")
+    p.add_argument("--max-turns", type=int, default=6)
+    p.add_argument("--url", help="a live server's base URL; default: build the app in process")
+    p.add_argument("--data-dir", default=os.environ.get("SHOPPER_DATA_DIR", "./var"))
+    p.add_argument("--api-key", default=os.environ.get("SHOPPER_API_KEY"),
+                   help="the server key (default $SHOPPER_API_KEY)")
+    p.add_argument("--show-failures", type=int, default=0, metavar="K",
+                   help="print K failed assistant dialogues")
+    p.add_argument("--json", action="store_true", help="print only the JSON line")
+    args = p.parse_args(argv)
+    if args.url:
+        client = HttpClient(args.url)
+    else:
+        extra = {"API_KEY": args.api_key} if args.api_key else {}
+        client = in_process_client(args.data_dir, **extra)
+    result = run_evaluation(client, args.shoppers, args.seed, args.catalog, args.max_turns,
+                            api_key=args.api_key, progress=not args.json)
+    if args.json:
+        print(json.dumps({k: v for k, v in result.items() if k != "failures"}, sort_keys=True))
+    else:
+        print(format_report(result, args.show_failures))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,150 @@
+"""The `shopper` command: serve, catalogs, agents and the audit log."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+__all__ = ["main"]
+
+
+def _data_dir(value: str | None) -> Path:
+    return Path(value or os.environ.get("SHOPPER_DATA_DIR") or "var").resolve()
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from gunicorn.app.base import BaseApplication
+
+    data_dir = _data_dir(args.data_dir)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    config = {
+        "DATA_DIR": str(data_dir),
+        "CATALOG": args.catalog,
+        "API_KEY": os.environ.get("SHOPPER_API_KEY") or None,
+        "IMPORT_BUNDLED": not args.no_import,
+        "BACKGROUND_LOAD": True,
+        "TORCH_THREADS": args.torch_threads,
+        "MAX_INFLIGHT": args.max_inflight,
+    }
+
+    class App(BaseApplication):  # type: ignore[misc]
+        def load_config(self) -> None:
+            self.cfg.set("bind", f"{args.host}:{args.port}")
+            self.cfg.set("workers", args.workers)
+            self.cfg.set("worker_class", "gthread")
+            self.cfg.set("threads", args.threads)
+            self.cfg.set("timeout", 120)
+            self.cfg.set("graceful_timeout", 20)
+            self.cfg.set("backlog", 256)
+            self.cfg.set("accesslog", "-" if args.access_log else None)
+            self.cfg.set("errorlog", "-")
+
+        def load(self) -> Any:
+            from web import create_app
+
+            return create_app(config)
+
+    print(f"personal-shopper: serving on http://{args.host}:{args.port}/ (data in {data_dir})",
+          flush=True)
+    if not (data_dir / "catalogs" / "fashion" / "manifest.json").exists() and not args.no_import:
+        print("First start: importing and embedding the bundled catalogs takes a few minutes;"
+              " /healthz answers 503 until then.", flush=True)
+    App().run()
+    return 0
+
+
+def _catalog_import(args: argparse.Namespace) -> int:
+    from catalog.catalog import ensure_catalog
+    from catalog.embedder import SentenceTransformerEmbedder
+    from catalog.importers import ImportError_
+
+    data_dir = _data_dir(args.data_dir)
+    try:
+        cat = ensure_catalog(data_dir, args.name, SentenceTransformerEmbedder(),
+                             mapping_path=Path(args.mapping), source=Path(args.file),
+                             limit=args.limit, progress=True, force=args.force)
+    except (ImportError_, ValueError, FileNotFoundError) as exc:
+        print(f"shopper: cannot import {args.file}: {exc}", file=sys.stderr)
+        return 2
+    print(f"catalog {cat.name}: {len(cat)} products in {data_dir / 'catalogs' / cat.name}")
+    for f in cat.facets:
+        print(f"  {f.name:16} {'asked' if f.facet else 'not asked':10} {f.why}")
+    return 0
+
+
+def _catalog_list(args: argparse.Namespace) -> int:
+    root = _data_dir(args.data_dir) / "catalogs"
+    for manifest in sorted(root.glob("*/manifest.json")):
+        m = json.loads(manifest.read_text())
+        print(f"{m['name']:12} {m['products']:>8} products  built {m['built_at']}")
+    return 0
+
+
+def _catalog_rebuild(args: argparse.Namespace) -> int:
+    from catalog.catalog import BUNDLED, ensure_catalog
+    from catalog.embedder import SentenceTransformerEmbedder
+
+    if args.name not in BUNDLED:
+        print("shopper: rebuild a shop's own catalog with `shopper catalog import ... --force`",
+              file=sys.stderr)
+        return 2
+    ensure_catalog(_data_dir(args.data_dir), args.name, SentenceTransformerEmbedder(),
+                   force=True)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="shopper", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="start the server (gunicorn)")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--data-dir")
+    serve.add_argument("--catalog", help="the default catalog (default: fashion)")
+    serve.add_argument("--workers", type=int, default=int(os.environ.get("SHOPPER_WORKERS", 2)))
+    serve.add_argument("--threads", type=int, default=8)
+    serve.add_argument("--torch-threads", type=int, default=1)
+    serve.add_argument("--max-inflight", type=int, default=48)
+    serve.add_argument("--no-import", action="store_true",
+                       help="serve the catalogs already built in the data dir; import nothing")
+    serve.add_argument("--access-log", action="store_true")
+    serve.set_defaults(func=_serve)
+
+    cat = sub.add_parser("catalog", help="import and list catalogs")
+    cat_sub = cat.add_subparsers(dest="catalog_command", required=True)
+    imp = cat_sub.add_parser("import", help="import a CSV or JSONL file through a mapping")
+    imp.add_argument("file")
+    imp.add_argument("--name", required=True)
+    imp.add_argument("--mapping", required=True, help="a JSON column mapping")
+    imp.add_argument("--data-dir")
+    imp.add_argument("--limit", type=int)
+    imp.add_argument("--force", action="store_true", help="rebuild even if unchanged")
+    imp.set_defaults(func=_catalog_import)
+    lst = cat_sub.add_parser("list", help="list built catalogs")
+    lst.add_argument("--data-dir")
+    lst.set_defaults(func=_catalog_list)
+    reb = cat_sub.add_parser("rebuild", help="rebuild a bundled catalog's index")
+    reb.add_argument("--name", required=True)
+    reb.add_argument("--data-dir")
+    reb.set_defaults(func=_catalog_rebuild)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: "
+                        "%(message)s")
+    args = build_parser().parse_args(argv)
+    result: int = args.func(args)
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(main())
