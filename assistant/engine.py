@@ -115,6 +115,7 @@ class Assistant:
             turn = self._run(conv, {"text": text}, store)
         else:
             turn = self._respond(conv, tools, None, event=None, store=store)
+            turn["message"] = compose_message(tools.catalog, conv.state, conv.ctx, turn, None)
             with store.transaction():
                 store.add_turn(conv.conversation_id, 0, {}, turn)
                 conv.ctx["seq"] = 0

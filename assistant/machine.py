@@ -6,6 +6,7 @@ happen before the trigger, in plain functions (questions.py, ranking.py).
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -63,6 +64,11 @@ class Conversation:
 
     def has_question(self) -> bool:
         return self.ctx.get("question") is not None
+
+
+# With model_override, transitions binds only the declared ``trigger`` stub and logs a
+# warning for every other convenience method it skips, on every attach: keep that quiet.
+logging.getLogger("transitions.core").setLevel(logging.ERROR)
 
 
 def attach(conv: Conversation) -> Machine:

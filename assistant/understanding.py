@@ -159,6 +159,16 @@ class Lexicon:
                         if len(toks) == 1 and (toks[0] in _STOP or len(toks[0]) < 2):
                             continue
                         self.entries.setdefault(toks, set()).add((spec.name, value))
+        # One phrase naming the same value in a coarse and a fine attribute ('watches' is a
+        # sub-category and an article type): keep the finer one, which implies the other.
+        finer = {a: len(v) for a, v in catalog.values.items()}
+        for key, targets in self.entries.items():
+            by_value: dict[str, tuple[str, str]] = {}
+            for attr, value in targets:
+                kept = by_value.get(value)
+                if kept is None or finer[attr] > finer[kept[0]]:
+                    by_value[value] = (attr, value)
+            self.entries[key] = set(by_value.values())
         self.max_len = max((len(k) for k in self.entries), default=1)
         self.fuzzy_words = sorted({k[0] for k in self.entries if len(k) == 1 and len(k[0]) >= 4})
 

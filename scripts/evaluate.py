@@ -16,7 +16,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from web.evaluation import HttpClient, format_report, in_process_client, run_evaluation  # noqa: E402
+from web.evaluation import (  # noqa: E402
+    FlaskClient,
+    HttpClient,
+    format_report,
+    in_process_client,
+    run_evaluation,
+)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -33,13 +39,14 @@ def main(argv: list[str] | None = None) -> int:
                    help="print K failed assistant dialogues")
     p.add_argument("--json", action="store_true", help="print only the JSON line")
     args = p.parse_args(argv)
+    api_key = args.api_key
     if args.url:
-        client = HttpClient(args.url)
+        client: HttpClient | FlaskClient = HttpClient(args.url)
     else:
-        extra = {"API_KEY": args.api_key} if args.api_key else {}
-        client = in_process_client(args.data_dir, **extra)
+        client, api_key = in_process_client(
+            args.data_dir, **({"API_KEY": api_key} if api_key else {}))
     result = run_evaluation(client, args.shoppers, args.seed, args.catalog, args.max_turns,
-                            api_key=args.api_key, progress=not args.json)
+                            api_key=api_key, progress=not args.json)
     if args.json:
         print(json.dumps({k: v for k, v in result.items() if k != "failures"}, sort_keys=True))
     else:

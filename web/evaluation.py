@@ -143,12 +143,13 @@ class HttpClient:
         return self._send("GET", path, None, headers)
 
 
-def in_process_client(data_dir: str, **config: Any) -> FlaskClient:
-    """Build the app in this process on ``data_dir`` and return a client for it."""
+def in_process_client(data_dir: str, **config: Any) -> tuple[FlaskClient, str]:
+    """Build the app in this process on ``data_dir`` (importing the bundled catalogs on first
+    use, which takes minutes) and return a client for it and the server key it uses."""
     from web import create_app
 
-    app = create_app({"DATA_DIR": data_dir, "TESTING": True, **config})
-    return FlaskClient(app.test_client())
+    app = create_app({"DATA_DIR": data_dir, "TESTING": True, "IMPORT_BUNDLED": True, **config})
+    return FlaskClient(app.test_client()), str(app.extensions["shopper"].api_key)
 
 
 def _call(send: Any, *args: Any, retries: int = 5, **kwargs: Any) -> Any:

@@ -93,8 +93,10 @@ def live_server(request: pytest.FixtureRequest,
         "TRANSFORMERS_OFFLINE": "1",
         "PYTHONUNBUFFERED": "1",
     }
+    # --no-import: serve the slices built_data_dir holds; without it the server would rebuild
+    # the full bundled catalogs (their source hash differs from a slice's), which takes minutes.
     command = [sys.executable, "-m", "web.cli", "serve", "--host", "127.0.0.1",
-               "--port", str(port), "--data-dir", str(data_dir)]
+               "--port", str(port), "--data-dir", str(data_dir), "--no-import"]
     with log_path.open("wb") as log:
         process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log,
                                    stderr=subprocess.STDOUT)

@@ -66,17 +66,18 @@ def current_turn(page: Page) -> Any:
     return page.locator("#log .turn.is-current")
 
 
-def reach_picks(page: Page, turn: dict[str, Any] | None = None, max_steps: int = 6
-                ) -> dict[str, Any]:
-    """Tap the first option of each question until picks appear.
+def reach_picks(page: Page, turn: dict[str, Any] | None = None, taps: int = 2,
+                max_steps: int = 6) -> dict[str, Any]:
+    """Answer up to ``taps`` questions by tapping their first option, then go on (tapping,
+    or typing when no chips are offered) until picks are shown.
 
     Starts from ``turn`` (the latest Turn), or sends FIRST_MESSAGE when it is None.
     Returns the Turn that brought the picks.
     """
     if turn is None:
         turn = send_text(page, FIRST_MESSAGE)
-    for _ in range(max_steps):
-        if turn["picks"]:
+    for step in range(max_steps):
+        if turn["picks"] and (step >= taps or not turn["question"]):
             return turn
         chips = current_turn(page).locator("button.chip:not(.chip--skip)")
         if chips.count():
@@ -88,9 +89,12 @@ def reach_picks(page: Page, turn: dict[str, Any] | None = None, max_steps: int =
 
 
 def assert_no_horizontal_overflow(page: Page, width: int) -> None:
+    """Nothing is wider than ``width``; and the page itself never scrolls (only the log does)."""
     widths = page.evaluate(
         """() => ({
             doc: document.documentElement.scrollWidth,
+            docHeight: document.documentElement.scrollHeight,
+            viewportHeight: window.innerHeight,
             chat: document.getElementById('chat').scrollWidth,
             chatClient: document.getElementById('chat').clientWidth,
             right: Math.max(...[...document.querySelectorAll('button, input, .pick, .bubble')]
@@ -100,6 +104,7 @@ def assert_no_horizontal_overflow(page: Page, width: int) -> None:
     assert widths["doc"] <= width, widths
     assert widths["chat"] <= widths["chatClient"], widths
     assert widths["right"] <= width, widths
+    assert widths["docHeight"] <= widths["viewportHeight"], widths
 
 
 # ---------- tests ----------
@@ -277,3 +282,27 @@ def test_errors_are_shown_and_the_text_kept(
     send_text(page, FIRST_MESSAGE)
     expect(page.locator("#log .entry--shopper")).to_have_count(1)
     expect(box).to_have_value("")
+
+
+def test_a_finished_conversation_starts_afresh(page: Page, live_server: str) -> None:
+    open_chat(page, live_server)
+    send_text(page, FIRST_MESSAGE)
+    saved = json.loads(page.evaluate("sessionStorage.getItem('personal-shopper:conversation')"))
+    done = page.request.post(
+        f"{live_server}/api/v1/conversations/{saved['id']}/turns",
+        data={"action": "done"}, headers={"Authorization": f"Bearer {saved['token']}"},
+    )
+    assert done.ok, done.text()
+
+    box = page.get_by_label("Message to the assistant")
+    box.fill("a black t-shirt")
+    with page.expect_response(lambda r: r.request.method == "POST"
+                              and r.url.endswith("/api/v1/conversations")) as created:
+        box.press("Enter")
+    assert created.value.status == 201, created.value.text()
+    turn = created.value.json()
+    expect(page.locator("#log .turn.is-current > .bubble")).to_have_text(turn["message"])
+    expect(page.locator("#log .entry--notice")).to_have_count(1)
+    expect(page.locator("#log .entry--error")).to_have_count(0)
+    again = json.loads(page.evaluate("sessionStorage.getItem('personal-shopper:conversation')"))
+    assert again["id"] == turn["conversation_id"] != saved["id"]

@@ -11,7 +11,8 @@
   var OFFLINE_MESSAGE = "I couldn't reach the assistant. Check your connection and try again.";
   var TIMEOUT_MESSAGE = "The assistant took too long to answer. Please try again.";
   var EXPIRED_MESSAGE =
-    "This conversation has ended on the server. Send your message again to start a new one.";
+    "This conversation has ended. Type what you're looking for to start a new one.";
+  var RESTARTED_MESSAGE = "That conversation had ended, so I've started a new one.";
   var WELCOME =
     "Hi! Tell me what you're looking for \u2014 for example \u201crunning shoes for my " +
     "husband\u201d or \u201ca navy kurta under 1500\u201d.";
@@ -89,9 +90,19 @@
 
   /* ---------- the API ---------- */
 
-  function ApiError(status, message) {
+  function ApiError(status, message, problem) {
     this.status = status;
     this.message = message;
+    this.problem = problem || null;
+  }
+
+  /* True when the conversation itself is gone: bad token, unknown or finished conversation. */
+  function conversationGone(err) {
+    if (!(err instanceof ApiError)) return false;
+    var title = err.problem && err.problem.title;
+    return err.status === 401 || err.status === 403 ||
+      (err.status === 404 && title === "Conversation not found") ||
+      (err.status === 409 && title === "Conversation closed");
   }
 
   function problemMessage(response, data) {
@@ -128,7 +139,9 @@
           } catch (err) {
             data = null;
           }
-          if (!response.ok) throw new ApiError(response.status, problemMessage(response, data));
+          if (!response.ok) {
+            throw new ApiError(response.status, problemMessage(response, data), data);
+          }
           if (!data || typeof data !== "object") {
             throw new ApiError(response.status, "The assistant sent an answer I couldn't read. Please try again.");
           }
@@ -185,12 +198,14 @@
     return values.join(" \u00b7 ");
   }
 
-  function renderQuestion(question, turnId) {
+  function renderQuestion(question, turnId, message) {
     var group = el("div", "question");
     var promptId = turnId + "-prompt";
     group.setAttribute("role", "group");
     group.setAttribute("aria-labelledby", promptId);
-    var prompt = el("p", "question-prompt", question.prompt || "");
+    var promptText = question.prompt || "Choose one";
+    var said = promptText && message && message.indexOf(promptText) !== -1;
+    var prompt = el("p", said ? "question-prompt visually-hidden" : "question-prompt", promptText);
     prompt.id = promptId;
     group.appendChild(prompt);
 
@@ -276,7 +291,7 @@
     if (turn.state) item.dataset.state = String(turn.state);
 
     item.appendChild(el("p", "bubble", turn.message || "\u2026"));
-    if (turn.question) item.appendChild(renderQuestion(turn.question, turnId));
+    if (turn.question) item.appendChild(renderQuestion(turn.question, turnId, turn.message));
 
     var picks = Array.isArray(turn.picks) ? turn.picks : [];
     if (picks.length) {
@@ -293,15 +308,19 @@
     return item;
   }
 
-  /* What the shopper sent for a kept turn, in words, or null when the turn doesn't say. */
-  function shopperWords(turn) {
-    var said = turn.request || turn.input || turn.shopper || turn.event || null;
+  /* What the shopper sent for a kept turn (its `request`), in words, or null if nothing.
+   * `previous` is the Turn before it, for option labels; `titles` maps product ids to titles. */
+  function shopperWords(turn, previous, titles) {
+    var said = turn.request;
     if (typeof said === "string") return said;
-    if (!said || typeof said !== "object") return typeof turn.text === "string" ? turn.text : null;
+    if (!said || typeof said !== "object") return null;
     if (typeof said.text === "string") return said.text;
     if (said.answer && typeof said.answer === "object") {
-      return said.answer.value === null || said.answer.value === undefined
-        ? "No preference" : String(said.answer.label || said.answer.value);
+      var value = said.answer.value;
+      if (value === null || value === undefined) return "No preference";
+      var options = (previous && previous.question && previous.question.options) || [];
+      var option = options.filter(function (o) { return o.value === value; })[0];
+      return option && option.label ? String(option.label) : String(value);
     }
     if (typeof said.action === "string") {
       var match = ACTIONS.filter(function (a) { return a.action === said.action; })[0];
@@ -309,7 +328,8 @@
     }
     if (said.feedback && typeof said.feedback === "object") {
       var fb = FEEDBACK.filter(function (f) { return f.kind === said.feedback.kind; })[0];
-      return (fb ? fb.label : String(said.feedback.kind)) + ": product " + said.feedback.product_id;
+      var title = titles[String(said.feedback.product_id)] || "this one";
+      return (fb ? fb.label : String(said.feedback.kind)) + ": " + title;
     }
     return null;
   }
@@ -327,6 +347,14 @@
     input.focus({ preventScroll: true });
   }
 
+  function startConversation(text) {
+    return api("POST", "/conversations", { channel: "web", text: text }).then(function (turn) {
+      conversation = { id: String(turn.conversation_id), token: String(turn.token) };
+      save(conversation);
+      return turn;
+    });
+  }
+
   /* Send one request body; `said` is what the shopper's bubble shows. */
   function send(body, said, onSuccess) {
     if (busy) return Promise.resolve();
@@ -338,13 +366,16 @@
     var request;
     if (conversation) {
       request = api("POST", "/conversations/" + encodeURIComponent(conversation.id) + "/turns",
-                    body, conversation.token);
-    } else if (typeof body.text === "string") {
-      request = api("POST", "/conversations", { channel: "web", text: body.text }).then(function (turn) {
-        conversation = { id: String(turn.conversation_id), token: String(turn.token) };
-        save(conversation);
-        return turn;
+                    body, conversation.token).catch(function (err) {
+        if (!conversationGone(err)) throw err;
+        forget();
+        if (typeof body.text !== "string") throw new ApiError(err.status, EXPIRED_MESSAGE);
+        log.insertBefore(el("li", "entry entry--notice", RESTARTED_MESSAGE), mine);
+        picksShown = false;
+        return startConversation(body.text);
       });
+    } else if (typeof body.text === "string") {
+      request = startConversation(body.text);
     } else {
       request = Promise.reject(new ApiError(0, EXPIRED_MESSAGE));
     }
@@ -363,10 +394,6 @@
       function (err) {
         mine.parentNode.removeChild(mine);
         var message = err instanceof ApiError ? err.message : OFFLINE_MESSAGE;
-        if (conversation && (err.status === 401 || err.status === 403 || err.status === 404)) {
-          forget();
-          message = EXPIRED_MESSAGE;
-        }
         if (typeof body.text === "string" && !input.value) input.value = body.text;
         showError(message);
         setBusy(false);
@@ -392,10 +419,17 @@
     return api("GET", "/conversations/" + encodeURIComponent(saved.id), undefined, saved.token).then(
       function (data) {
         conversation = saved;
+        var previous = null;
+        var titles = {};
         (Array.isArray(data.turns) ? data.turns : []).forEach(function (turn) {
-          var words = shopperWords(turn);
+          var words = shopperWords(turn, previous, titles);
           if (words) addEntry("shopper", words);
+          if (turn.request && turn.request.action === "start_over") picksShown = false;
           renderTurn(turn);
+          (Array.isArray(turn.picks) ? turn.picks : []).forEach(function (pick) {
+            titles[String(pick.product_id)] = pick.title;
+          });
+          previous = turn;
         });
         setBusy(false);
         var last = log.lastElementChild;
@@ -403,7 +437,7 @@
       },
       function (err) {
         setBusy(false);
-        if (err.status === 401 || err.status === 403 || err.status === 404) {
+        if (conversationGone(err)) {
           forget();
         } else {
           conversation = saved;

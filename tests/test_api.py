@@ -1,0 +1,216 @@
+"""The API of ../shared/API.md through the Flask test client, on real SQLite and the real model."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tests.conftest import SERVER
+
+
+def answer_truthfully(chat: Any, target: dict[str, str], turns: int = 4) -> None:
+    for _ in range(turns):
+        q = chat.turn["question"]
+        if q is None:
+            return
+        chat.tap(q["attribute"], target.get(q["attribute"]))
+
+
+def test_running_shoes_for_my_husband(chat: Any) -> None:
+    c = chat("I need running shoes for my husband")
+    assert c.turn["state"] == "asking"
+    q = c.turn["question"]
+    assert q["options"] and all(o["count"] > 0 for o in q["options"])
+    assert [o["count"] for o in q["options"]] == sorted((o["count"] for o in q["options"]),
+                                                        reverse=True)
+    answer_truthfully(c, {"colour": q["options"][0]["value"], "usage": "Sports"})
+    assert c.turn["state"] == "recommending"
+    assert len(c.picks) == 5
+    for p in c.picks:
+        assert p["attributes"]["article_type"] == "Sports Shoes"
+        assert p["attributes"]["gender"] in ("Men", "Unisex")
+        assert p["reasons"] and all(isinstance(r, str) and r for r in p["reasons"])
+
+
+def test_answers_are_never_asked_twice_and_turns_are_kept(chat: Any, client: Any) -> None:
+    c = chat("a t-shirt")
+    asked = []
+    for _ in range(4):
+        q = c.turn["question"]
+        if not q:
+            break
+        assert q["attribute"] not in asked
+        asked.append(q["attribute"])
+        c.tap(q["attribute"], q["options"][0]["value"])
+    r = client.get(f"/api/v1/conversations/{c.id}", headers=c.headers)
+    body = r.get_json()
+    assert body["conversation_id"] == c.id and body["channel"] == "web"
+    assert len(body["turns"]) == len(asked) + 1
+
+
+def test_refusal_up_front_is_respected(chat: Any) -> None:
+    c = chat("a t-shirt, but not black")
+    for _ in range(3):
+        assert all(p["attributes"].get("colour") != "Black" for p in c.picks)
+        q = c.turn["question"]
+        if q is None:
+            break
+        assert "Black" not in [o["value"] for o in q["options"] if q["attribute"] == "colour"]
+        c.send(text="not sure, show me more")
+    assert c.picks and all(p["attributes"].get("colour") != "Black" for p in c.picks)
+
+
+def test_budget_and_cheaper_on_the_priced_catalog(chat: Any) -> None:
+    c = chat("jeans for women under 1500", catalog="myntra")
+    c.send(action="more")
+    assert c.picks and all(p["price"] <= 1500 and p["currency"] == "INR" for p in c.picks)
+    cheapest = min(p["price"] for p in c.picks)
+    c.send(action="cheaper")
+    if c.picks:
+        assert all(p["price"] < cheapest for p in c.picks)
+    else:
+        assert "nothing cheaper" in c.turn["message"]
+
+
+def test_more_never_repeats(chat: Any) -> None:
+    c = chat("a watch for men")
+    seen = {p["product_id"] for p in c.picks}
+    c.send(action="more")
+    assert c.picks and not seen & {p["product_id"] for p in c.picks}
+
+
+def test_feedback_removes_a_pick_at_once(chat: Any) -> None:
+    c = chat("a watch for men")
+    c.send(action="more")
+    gone = c.picks[0]["product_id"]
+    c.send(feedback={"product_id": gone, "kind": "not_interested"})
+    c.send(action="start_over")
+    assert c.turn["state"] == "greeting" and c.picks == []
+
+
+def test_start_over_and_done(chat: Any) -> None:
+    c = chat("sneakers")
+    c.send(action="done")
+    assert c.turn["state"] == "done"
+    r = c.client.post(f"/api/v1/conversations/{c.id}/turns", json={"text": "more"},
+                      headers=c.headers)
+    assert r.status_code == 409 and r.mimetype == "application/problem+json"
+    c.send(action="start_over")
+    assert c.turn["state"] == "greeting"
+
+
+def test_greeting_without_text(chat: Any) -> None:
+    c = chat()
+    assert c.turn["state"] == "greeting" and c.turn["picks"] == [] and c.turn["message"]
+
+
+def test_stated_answers_become_the_shoppers_preferences(chat: Any, client: Any) -> None:
+    c = chat("a t-shirt, not black", shopper_id="s-1")
+    c.say("navy blue")
+    prof = client.get("/api/v1/shoppers/s-1/profile", headers=SERVER).get_json()
+    stated = {(p["attribute"], p["value"], p["polarity"]) for p in prof["stated"]}
+    assert ("colour", "Black", "avoid") in stated
+    assert ("colour", "Navy Blue", "want") in stated
+    assert all(p["source"] == "stated" and "you said" in p["evidence"] for p in prof["stated"])
+
+
+def test_shopping_for_someone_else_is_not_my_taste(chat: Any, client: Any) -> None:
+    c = chat("a watch for my husband", shopper_id="s-2")
+    c.say("black")
+    prof = client.get("/api/v1/shoppers/s-2/profile", headers=SERVER).get_json()
+    assert prof["stated"] == []
+
+
+def test_profile_put_delete_export_forget(client: Any) -> None:
+    url = "/api/v1/shoppers/s-3"
+    r = client.put(f"{url}/preferences", json={"attribute": "colour", "value": "black",
+                                               "polarity": "avoid"}, headers=SERVER)
+    assert r.status_code == 200
+    assert r.get_json()["stated"][0]["value"] == "Black"
+    assert client.post(f"{url}/events", json={"type": "purchase", "product_id":
+                                              client.get("/api/v1/search?q=watch&k=1")
+                                              .get_json()["picks"][0]["product_id"]},
+                       headers=SERVER).status_code == 201
+    export = client.get(f"{url}/export", headers=SERVER).get_json()
+    assert export["tables"]["preferences"] and export["tables"]["events"]
+    r = client.delete(f"{url}/preferences", json={"attribute": "colour", "value": "Black"},
+                      headers=SERVER)
+    assert r.get_json()["stated"] == []
+    assert client.delete(url, headers=SERVER).status_code == 204
+    export = client.get(f"{url}/export", headers=SERVER).get_json()
+    assert all(rows == [] for rows in export["tables"].values())
+
+
+def test_search_and_product(client: Any, fashion: Any) -> None:
+    picks = client.get("/api/v1/search?q=blue+t-shirts&k=5").get_json()["picks"]
+    assert len(picks) == 5 and all(p["attributes"]["article_type"] == "Tshirts" for p in picks)
+    pid = picks[0]["product_id"]
+    product = client.get(f"/api/v1/products/{pid}").get_json()
+    assert product["product_id"] == pid and product["attributes"]
+    r = client.get("/api/v1/products/no-such-thing")
+    assert r.status_code == 404 and r.mimetype == "application/problem+json"
+
+
+@pytest.mark.parametrize("headers,status", [({}, 401),
+                                            ({"Authorization": "Bearer wrong"}, 403)])
+def test_shopper_data_needs_the_server_key(client: Any, headers: dict[str, str],
+                                           status: int) -> None:
+    for method, path in [("get", "/api/v1/shoppers/s/profile"),
+                         ("get", "/api/v1/shoppers/s/export"),
+                         ("delete", "/api/v1/shoppers/s")]:
+        r = getattr(client, method)(path, headers=headers)
+        assert r.status_code == status and r.get_json()["status"] == status
+
+
+def test_a_token_opens_only_its_conversation(chat: Any, client: Any) -> None:
+    a, b = chat("sneakers"), chat("a watch")
+    r = client.post(f"/api/v1/conversations/{a.id}/turns", json={"text": "red"},
+                    headers=b.headers)
+    assert r.status_code == 403
+    r = client.get(f"/api/v1/conversations/{a.id}")
+    assert r.status_code == 401
+    r = client.post("/api/v1/conversations", json={"shopper_id": "x"},
+                    headers={"Authorization": f"Bearer {a.turn['token']}"})
+    assert r.status_code == 403
+
+
+@pytest.mark.parametrize("body,status", [
+    (b"{not json", 400), (b"[1,2]", 400), (b"", 400),
+    (b'{"text": 5}', 422), (b'{"text": ""}', 422), (b'{"text": "a", "action": "more"}', 422),
+    (b'{"action": "dance"}', 422), (b'{"answer": {"attribute": "planet", "value": "x"}}', 422),
+    (b'{"answer": {"attribute": "colour", "value": "Plaid"}}', 422),
+    (b'{"feedback": {"product_id": "nope", "kind": "like"}}', 404),
+])
+def test_bad_turns_get_a_problem_and_change_nothing(chat: Any, client: Any, body: bytes,
+                                                     status: int) -> None:
+    c = chat("sneakers")
+    before = client.get(f"/api/v1/conversations/{c.id}", headers=c.headers).get_json()
+    r = client.post(f"/api/v1/conversations/{c.id}/turns", data=body,
+                    content_type="application/json", headers=c.headers)
+    assert r.status_code == status
+    assert r.mimetype == "application/problem+json"
+    assert set(r.get_json()) >= {"type", "title", "status", "detail"}
+    after = client.get(f"/api/v1/conversations/{c.id}", headers=c.headers).get_json()
+    assert after == before
+
+
+def test_huge_body_unknown_ids_and_methods(client: Any) -> None:
+    r = client.post("/api/v1/conversations", data=b'{"text": "' + b"a" * 100_000 + b'"}',
+                    content_type="application/json")
+    assert r.status_code == 413 and r.mimetype == "application/problem+json"
+    r = client.post("/api/v1/conversations/c_00000000000000000000/turns", json={"text": "x"})
+    assert r.status_code == 404
+    r = client.get("/api/v1/conversations/../../etc/passwd")
+    assert r.status_code == 404 and r.mimetype == "application/problem+json"
+    r = client.delete("/api/v1/conversations")
+    assert r.status_code == 405 and r.mimetype == "application/problem+json"
+
+
+def test_openapi_and_health(client: Any) -> None:
+    doc = client.get("/api/v1/openapi.json").get_json()
+    assert doc["openapi"].startswith("3.")
+    for path in ("/api/v1/conversations", "/api/v1/conversations/{conversation_id}/turns",
+                 "/api/v1/shoppers/{shopper_id}/profile", "/api/v1/search"):
+        assert path in doc["paths"]
+    assert client.get("/healthz").get_json()["status"] == "ok"

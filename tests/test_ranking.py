@@ -1,0 +1,56 @@
+"""Ranking: hard limits for what was said, variety, and reasons."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from assistant.ranking import Constraints, candidates, hard_mask, rank
+from catalog.catalog import Catalog
+from catalog.embedder import CachedEmbedder
+
+
+def top(cat: Catalog, emb: CachedEmbedder, query: str, c: Constraints, k: int = 5):  # type: ignore[no-untyped-def]
+    mask = hard_mask(cat, c)
+    ranked = candidates(cat, mask, emb.embed([query])[0], c)
+    return [cat.products[p.row] for p in rank(cat, ranked, c, k=k)], rank(cat, ranked, c, k=k)
+
+
+def test_avoided_colour_and_budget_are_hard_limits(myntra: Catalog, embedder: CachedEmbedder
+                                                    ) -> None:
+    c = Constraints(wants={"article_type": {"Tshirts"}}, avoids={"colour": {"Black"}},
+                    max_price=700)
+    products, picks = top(myntra, embedder, "black t-shirt", c)
+    assert len(products) == 5
+    for p in products:
+        assert p.attributes.get("colour") != "Black"
+        assert p.price is not None and p.price <= 700
+        assert p.attributes["article_type"] == "Tshirts"
+    assert all(pk.reasons for pk in picks)
+    assert any("budget" in r for r in picks[0].reasons)
+
+
+def test_picks_are_varied_unless_pinned(fashion: Catalog, embedder: CachedEmbedder) -> None:
+    c = Constraints(wants={"article_type": {"Tshirts"}, "gender": {"Men"}})
+    products, _ = top(fashion, embedder, "t-shirt for men", c)
+    assert len({p.attributes["colour"] for p in products}) >= 3
+    pinned = Constraints(wants={"article_type": {"Tshirts"}, "colour": {"Black"}})
+    products, _ = top(fashion, embedder, "black t-shirt", pinned)
+    assert {p.attributes["colour"] for p in products} == {"Black"}
+
+
+def test_excluded_product_and_title_words(fashion: Catalog, embedder: CachedEmbedder) -> None:
+    c = Constraints(wants={"article_type": {"Wallets"}}, avoid_terms=["leather"])
+    mask = hard_mask(fashion, c)
+    assert mask.any()
+    assert not any("leather" in fashion.titles_lower[r] for r in np.flatnonzero(mask))
+    first = fashion.products[int(np.flatnonzero(mask)[0])].product_id
+    c.exclude_ids = {first}
+    assert not hard_mask(fashion, c)[fashion.row_of[first]]
+
+
+def test_men_includes_unisex_but_ranks_exact_first(fashion: Catalog, embedder: CachedEmbedder
+                                                   ) -> None:
+    c = Constraints(wants={"article_type": {"Watches"}, "gender": {"Men"}})
+    products, picks = top(fashion, embedder, "watch", c)
+    assert products[0].attributes["gender"] == "Men"
+    assert all(p.attributes["gender"] in ("Men", "Unisex") for p in products)

@@ -1,0 +1,116 @@
+"""Understanding shoppers' words: a table of real phrasings."""
+
+from __future__ import annotations
+
+import pytest
+
+from assistant.understanding import Lexicon, SemanticMatcher, load_synonyms, understand
+from catalog.catalog import Catalog
+from catalog.embedder import CachedEmbedder
+
+
+@pytest.fixture(scope="module")
+def lexicon(fashion: Catalog) -> Lexicon:
+    return Lexicon(fashion, load_synonyms())
+
+
+@pytest.fixture(scope="module")
+def myntra_lexicon(myntra: Catalog) -> Lexicon:
+    return Lexicon(myntra, load_synonyms())
+
+
+WANTS = [
+    ("I need running shoes for my husband", {"article_type": {"Sports Shoes"},
+                                             "gender": {"Men"}}),
+    ("navy", {"colour": {"Navy Blue"}}),
+    ("Navy Blue", {"colour": {"Navy Blue"}}),
+    ("navvy blue tshirts", {"colour": {"Navy Blue"}, "article_type": {"Tshirts"}}),
+    ("something for the gym", {"usage": {"Sports"}}),
+    ("sneakers", {"article_type": {"Casual Shoes"}}),
+    ("a tee", {"article_type": {"Tshirts"}}),
+    ("something for my wife", {"gender": {"Women"}}),
+    ("a gift for my niece", {"gender": {"Girls"}}),
+    ("for men, in navy blue", {"gender": {"Men"}, "colour": {"Navy Blue"}}),
+    ("a wrist watch for him", {"article_type": {"Watches"}, "gender": {"Men"}}),
+    ("formal shoes for the office", {"article_type": {"Formal Shoes"}, "usage": {"Formal"}}),
+    ("BLUE T-SHIRTS", {"colour": {"Blue"}, "article_type": {"Tshirts"}}),
+    ("a handbag for her", {"article_type": {"Handbags"}, "gender": {"Women"}}),
+]
+
+
+@pytest.mark.parametrize("text,wants", WANTS)
+def test_wants(lexicon: Lexicon, text: str, wants: dict[str, set[str]]) -> None:
+    assert understand(text, lexicon).wants == wants
+
+
+AVOIDS = [
+    ("a t-shirt, but not black", {"article_type": {"Tshirts"}}, {"colour": {"Black"}}),
+    ("I don't want black any more", {}, {"colour": {"Black"}}),
+    ("anything but red or pink", {}, {"colour": {"Red", "Pink"}}),
+    ("no more black please, navy is fine", {"colour": {"Navy Blue"}}, {"colour": {"Black"}}),
+    ("shoes but nothing for sports", {"sub_category": {"Shoes"}}, {"usage": {"Sports"}}),
+]
+
+
+@pytest.mark.parametrize("text,wants,avoids", AVOIDS)
+def test_negation(lexicon: Lexicon, text: str, wants: dict[str, set[str]],
+                  avoids: dict[str, set[str]]) -> None:
+    u = understand(text, lexicon)
+    assert u.wants == wants
+    assert u.avoids == avoids
+
+
+def test_negated_unknown_word_becomes_an_exclusion(lexicon: Lexicon) -> None:
+    u = understand("a wallet, no leather", lexicon)
+    assert u.wants == {"article_type": {"Wallets"}}
+    assert u.avoid_terms == ["leather"]
+
+
+PRICES = [
+    ("under 1500", None, 1500.0),
+    ("between 500 and 1000 rupees", 500.0, 1000.0),
+    ("jeans below ₹2,000", None, 2000.0),
+    ("budget is 2k", None, 2000.0),
+    ("around 1000", 800.0, 1200.0),
+    ("500-900 rs", 500.0, 900.0),
+    ("over 3000", 3000.0, None),
+]
+
+
+@pytest.mark.parametrize("text,lo,hi", PRICES)
+def test_prices(myntra_lexicon: Lexicon, text: str, lo: float | None, hi: float | None) -> None:
+    u = understand(text, myntra_lexicon)
+    assert (u.min_price, u.max_price) == (lo, hi)
+
+
+@pytest.mark.parametrize("text", ["no preference", "any", "don't care", "Not sure",
+                                  "whatever", "skip"])
+def test_no_preference(lexicon: Lexicon, text: str) -> None:
+    u = understand(text, lexicon, asked="colour")
+    assert u.no_preference and not u.wants
+
+
+@pytest.mark.parametrize("text,action", [("more", "more"), ("cheaper", "cheaper"),
+                                         ("start over", "start_over"), ("that's all", "done")])
+def test_actions_in_words(lexicon: Lexicon, text: str, action: str) -> None:
+    assert understand(text, lexicon).action == action
+
+
+def test_recipient(lexicon: Lexicon) -> None:
+    assert understand("a watch for my husband", lexicon).recipient == "husband"
+    assert understand("a watch for me", lexicon).recipient is None
+
+
+def test_embeddings_catch_what_no_phrase_does(lexicon: Lexicon, embedder: CachedEmbedder) -> None:
+    semantic = SemanticMatcher(lexicon, embedder)
+    u = understand("for lounging around on sundays", lexicon, asked="usage", semantic=semantic)
+    assert u.wants.get("usage") in ({"Home"}, {"Casual"})
+    u = understand("the colour of the sky", lexicon, asked="colour", semantic=semantic)
+    assert u.wants.get("colour") == {"Blue"}
+
+
+@pytest.mark.parametrize("text", ["", "   ", "\x00\x01\x02", "🙂🙂🙂", "مرحبا بالعالم",
+                                  "<script>alert(1)</script>", "'; DROP TABLE turns; --",
+                                  "a" * 5000, "\u202eevil"])
+def test_odd_input_never_raises(lexicon: Lexicon, text: str) -> None:
+    understand(text, lexicon)
