@@ -9,21 +9,27 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from catalog.catalog import Catalog
 
-__all__ = ["EVENT_WEIGHTS", "Preference", "effective", "infer", "parse_time", "stated"]
+__all__ = ["EVENT_WEIGHTS", "Boost", "Preference", "QueryReader", "effective", "infer",
+           "parse_time", "stated"]
 
 # How much one event says about a taste, before it fades.
 EVENT_WEIGHTS = {"purchase": 1.0, "add_to_cart": 0.6, "view": 0.25, "search": 0.3}
 # Attributes that describe taste. The article type of a purchase is not a taste: buying a
 # watch says nothing about wanting more watches (see the purchase rules in ranking).
 TASTE_ATTRIBUTES = ("colour", "brand", "usage", "gender")
-MIN_STRENGTH = 0.15
+# Below this an inferred preference is neither shown nor used: one search a couple of weeks
+# ago (0.3 faded by the half-life) stays under it; a fresh view or search is just above it.
+MIN_STRENGTH = 0.2
+
+# Reads a search query into attribute -> values (the catalog lexicon's understanding).
+QueryReader = Callable[[str], Mapping[str, set[str]]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +46,18 @@ class Preference:
         return {"attribute": self.attribute, "value": self.value, "polarity": self.polarity,
                 "source": self.source, "strength": round(self.strength, 3),
                 "evidence": self.evidence, "updated_at": self.updated_at}
+
+
+@dataclass(frozen=True, slots=True)
+class Boost:
+    """A soft push on one attribute value (or one product, ``attribute == "product_id"``),
+    with the sentence that explains it on a pick: session context, a consumable running
+    out, a recipient's saved likes, a product viewed on the last visit."""
+
+    attribute: str
+    value: str
+    weight: float
+    reason: str
 
 
 def parse_time(text: str | None) -> datetime:
@@ -59,16 +77,19 @@ def stated(rows: Iterable[dict[str, Any]]) -> list[Preference]:
 
 
 def _plural(n: int, word: str) -> str:
-    return f"{n} {word}{'' if n == 1 else 's'}"
+    return f"{n} {word}{'' if n == 1 else 'es' if word.endswith(('s', 'ch', 'sh')) else 's'}"
 
 
 def infer(events: Iterable[dict[str, Any]], catalog: Catalog, *, now: datetime | None = None,
-          half_life_days: float = 30.0) -> list[Preference]:
+          half_life_days: float = 30.0, read_query: QueryReader | None = None
+          ) -> list[Preference]:
     """Preferences guessed from events, each faded by its age.
 
     strength = 1 - exp(-sum(weight * 0.5 ** (age / half_life))): one view weeks ago is
-    negligible, several purchases over weeks stay strong. Events bought for someone else
-    (``recipient`` set) are left out. Returns those above a small floor, strongest first.
+    negligible, several purchases over weeks stay strong. A ``search`` event counts the
+    taste values its query names (read by ``read_query``, the catalog lexicon). Events for
+    someone else (``recipient`` set) and events of another catalog are left out. Returns
+    those above a small floor, strongest first.
     """
     now = now or datetime.now(UTC)
     totals: dict[tuple[str, str], float] = defaultdict(float)
@@ -78,18 +99,28 @@ def infer(events: Iterable[dict[str, Any]], catalog: Catalog, *, now: datetime |
         if ev.get("recipient"):
             continue
         weight = EVENT_WEIGHTS.get(ev["type"])
-        if weight is None:
+        if weight is None or (ev.get("catalog") and ev["catalog"] != catalog.name):
             continue
-        product = catalog.product(ev["product_id"]) if ev.get("product_id") else None
-        if product is None:
-            continue
+        values: dict[str, str] = {}
+        if ev["type"] == "search":
+            if read_query is None or not ev.get("query"):
+                continue
+            read = read_query(ev["query"])
+            # Only a query that names exactly one value of an attribute says something.
+            values = {a: next(iter(v)) for a, v in read.items()
+                      if a in TASTE_ATTRIBUTES and len(v) == 1}
+        else:
+            product = catalog.product(ev["product_id"]) if ev.get("product_id") else None
+            if product is None:
+                continue
+            values = {a: product.attributes[a] for a in TASTE_ATTRIBUTES
+                      if product.attributes.get(a)}
         try:
             age_days = max((now - parse_time(ev["at"])).total_seconds() / 86400, 0.0)
         except ValueError:
             continue
-        faded = weight * 0.5 ** (age_days / half_life_days)
-        for attr in TASTE_ATTRIBUTES:
-            value = product.attributes.get(attr)
+        faded = weight * 0.5 ** (age_days / max(half_life_days, 1e-6))
+        for attr, value in values.items():
             if value:
                 key = (attr, value)
                 totals[key] += faded

@@ -11,7 +11,7 @@ from numpy.typing import NDArray
 
 from catalog.catalog import Catalog
 
-from .preferences import Preference
+from .preferences import Boost, Preference
 from .questions import label_for
 
 __all__ = ["ACCEPT_ALSO", "Constraints", "Pick", "Ranked", "candidates", "hard_mask",
@@ -44,6 +44,7 @@ class Constraints:
     liked_ids: list[str] = field(default_factory=list)
     cheap: bool = False
     profile_avoids: dict[str, set[str]] = field(default_factory=dict)
+    boosts: list[Boost] = field(default_factory=list)
 
 
 @dataclass
@@ -119,6 +120,15 @@ def _soft_scores(catalog: Catalog, rows: NDArray[np.int64], c: Constraints
             continue
         sign = 1.0 if pref.polarity == "want" else -1.0
         bonus += sign * SOFT_WEIGHT * pref.strength * (catalog.codes[pref.attribute][rows] == code)
+    for boost in c.boosts:
+        if boost.attribute == "product_id":
+            row = catalog.row_of.get(boost.value)
+            if row is not None:
+                bonus += boost.weight * (rows == row)
+        elif boost.attribute in catalog.codes and boost.attribute not in c.wants:
+            code = catalog.code_of[boost.attribute].get(boost.value)
+            if code is not None:
+                bonus += boost.weight * (catalog.codes[boost.attribute][rows] == code)
     if c.liked_ids:
         liked = [catalog.row_of[p] for p in c.liked_ids if p in catalog.row_of]
         if liked:
@@ -180,7 +190,27 @@ def select_diverse(catalog: Catalog, ranked: Ranked, k: int, pinned: set[str],
         else:
             attr_sim = np.zeros(len(pool))
         max_sim = np.maximum(max_sim, 0.5 * vec_sim + 0.5 * attr_sim)
-    return [int(pool[i]) for i in chosen]
+    return _vary(catalog, [int(pool[i]) for i in chosen], pool, pinned)
+
+
+def _vary(catalog: Catalog, chosen: list[int], pool: NDArray[np.int64], pinned: set[str]
+          ) -> list[int]:
+    """Unless the shopper pinned it, the first five picks never share one colour or brand
+    when the pool holds another: the best-ranked other one moves up to fifth (fourth) place."""
+    place = min(len(chosen), 5) - 1
+    for attr in ("colour", "brand"):
+        top = chosen[:5]
+        if attr in pinned or attr not in catalog.codes or len(top) < 3:
+            continue
+        codes = catalog.codes[attr]
+        if len({int(codes[r]) for r in top}) > 1 or codes[top[0]] < 0:
+            continue
+        other = next((int(r) for r in pool if codes[r] >= 0 and codes[r] != codes[top[0]]
+                      and int(r) not in chosen), None)
+        if other is not None:
+            chosen = [*chosen[:place], other, *chosen[place:]][:len(chosen)]
+            place -= 1
+    return chosen
 
 
 def _money(value: float, currency: str | None) -> str:
@@ -219,15 +249,20 @@ def reasons_for(catalog: Catalog, row: int, c: Constraints, query_words: str = "
             out.append(f"No {' or '.join(label_for(v).lower() for v in sorted(values))}: "
                        "you told us before")
             break
+    boosted = [b for b in c.boosts if (b.attribute == "product_id" and
+                                       b.value == product.product_id) or
+               (b.attribute not in c.wants and attrs.get(b.attribute) == b.value)]
+    if boosted:
+        out.append(max(boosted, key=lambda b: b.weight).reason)
     for pref in c.soft:
         if pref.polarity == "want" and attrs.get(pref.attribute) == pref.value \
                 and pref.attribute not in c.wants:
             why = "you said you like it" if pref.source == "stated" else pref.evidence
             out.append(f"{label_for(pref.value)}: {why}")
             break
-    if c.blocked_types:
-        t, why = next(iter(c.blocked_types.items()))
-        out.append(why)
+    if c.blocked_types and "article_type" not in c.wants:
+        # Only when the shopper left the type open did a purchase rule move the picks.
+        out.append(next(iter(c.blocked_types.values())))
     if c.liked_ids and len(out) < 3:
         out.append("Like the ones you liked")
     if len(out) < 2:

@@ -79,6 +79,12 @@ def m004_create_recipients_and_codes(db: sqlite_utils.Database) -> None:
     }, pk="code")
 
 
+@MIGRATIONS()
+def m005_conversations_looking_at(db: sqlite_utils.Database) -> None:
+    # The product a shopper is looking at when a conversation starts: never one of its picks.
+    db["conversations"].add_column("looking_at", str)
+
+
 def open_db(path: str | Path) -> sqlite_utils.Database:
     """Open the database in WAL mode (readers never block the writer), apply migrations."""
     conn = sqlite3.connect(str(path), timeout=15, check_same_thread=False,
@@ -230,6 +236,27 @@ class Store:
             "shopper_id": shopper_id, "name": name, "attributes": json.dumps(attributes),
             "note": note, "updated_at": now_iso()}, pk=("shopper_id", "name"))
 
+    def recipient(self, shopper_id: str, name: str) -> dict[str, Any] | None:
+        """One saved recipient with its attributes decoded, or None."""
+        rows = list(self.db["recipients"].rows_where("shopper_id = ? AND name = ?",
+                                                     [shopper_id, name], limit=1))
+        return {**rows[0], "attributes": json.loads(rows[0]["attributes"] or "{}")} \
+            if rows else None
+
+    def delete_recipient(self, shopper_id: str, name: str) -> int:
+        return self.db.execute("DELETE FROM recipients WHERE shopper_id = ? AND name = ?",
+                               [shopper_id, name]).rowcount
+
+    # What a conversation's shopper is looking at ------------------------------------------
+    def set_looking_at(self, conversation_id: str, product_id: str | None) -> None:
+        self.db.execute("UPDATE conversations SET looking_at = ? WHERE conversation_id = ?",
+                        [product_id, conversation_id])
+
+    def looking_at(self, conversation_id: str) -> str | None:
+        row = self.db.execute("SELECT looking_at FROM conversations WHERE conversation_id = ?",
+                              [conversation_id]).fetchone()
+        return row[0] if row else None
+
     # Everything about one shopper ---------------------------------------------------------
     def export_shopper(self, shopper_id: str) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -261,3 +288,30 @@ class Store:
             self.db.execute(f"SELECT 1 FROM [{t}] WHERE [{c}] = ? LIMIT 1",
                             [shopper_id]).fetchone()
             for t, c in SHOPPER_TABLES.items())
+
+    # Doors: linking a kiosk to a profile, handing a conversation to an agent --------------
+    def create_link_code(self, shopper_id: str, code: str, expires_at: str) -> None:
+        """Keep a one-time code that links a kiosk conversation to the shopper."""
+        self.db.execute("DELETE FROM link_codes WHERE expires_at < ?", [now_iso()])
+        self.db["link_codes"].insert({"code": code, "shopper_id": shopper_id,
+                                      "expires_at": expires_at}, replace=True)
+
+    def use_link_code(self, code: str) -> str | None:
+        """The shopper a live code names, deleting the code (it works once); else None."""
+        rows = list(self.db["link_codes"].rows_where("code = ?", [code], limit=1))
+        if not rows:
+            return None
+        self.db.execute("DELETE FROM link_codes WHERE code = ?", [code])
+        return rows[0]["shopper_id"] if rows[0]["expires_at"] >= now_iso() else None
+
+    def set_conversation_shopper(self, conversation_id: str, shopper_id: str | None) -> None:
+        """Attach or detach a shopper; bumps the version so a turn in flight retries."""
+        self.db.execute("UPDATE conversations SET shopper_id = ?, version = version + 1, "
+                        "updated_at = ? WHERE conversation_id = ?",
+                        [shopper_id, now_iso(), conversation_id])
+
+    def claim_conversation(self, conversation_id: str, agent_id: str) -> None:
+        """An agent takes over a handed-off conversation; its hand-off code is spent."""
+        self.db.execute("UPDATE conversations SET agent_id = ?, handoff_code = NULL, "
+                        "version = version + 1, updated_at = ? WHERE conversation_id = ?",
+                        [agent_id, now_iso(), conversation_id])
