@@ -148,11 +148,13 @@ def create_app(config: Mapping[str, Any] | None = None, *,
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.extensions["shopper"] = services or build_services(app.config)
 
-    from . import api, pages
+    from . import api, console, handoff, kiosk, pages, widget
 
     app.register_blueprint(api.bp)
     if hasattr(pages, "bp"):
         app.register_blueprint(pages.bp)
+    for door in (handoff.bp, widget.bp, kiosk.bp, console.bp):
+        app.register_blueprint(door)
     api.register_error_handlers(app)
     return app
 

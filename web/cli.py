@@ -100,6 +100,64 @@ def _catalog_rebuild(args: argparse.Namespace) -> int:
     return 0
 
 
+def _agent_store(data_dir: str | None) -> Any:
+    from assistant.agents import AgentStore
+    from assistant.store import open_db
+
+    path = _data_dir(data_dir)
+    path.mkdir(parents=True, exist_ok=True)
+    return AgentStore(open_db(path / "shopper.db"))
+
+
+def _agents_add(args: argparse.Namespace) -> int:
+    import getpass
+
+    from assistant.errors import InvalidInput
+
+    if args.password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = getpass.getpass(f"Password for {args.name}: ")
+        if getpass.getpass("Again: ") != password:
+            print("shopper: the passwords differ", file=sys.stderr)
+            return 2
+    try:
+        _agent_store(args.data_dir).add_agent(args.name, password, is_admin=args.admin)
+    except InvalidInput as exc:
+        print(f"shopper: {exc.detail}", file=sys.stderr)
+        return 2
+    print(f"agent {args.name} saved{' (admin)' if args.admin else ''}")
+    return 0
+
+
+def _agents_list(args: argparse.Namespace) -> int:
+    for a in _agent_store(args.data_dir).agents():
+        print(f"{a['name']:24} {'admin' if a['is_admin'] else 'agent':6} since {a['created_at']}")
+    return 0
+
+
+def _agents_remove(args: argparse.Namespace) -> int:
+    if not _agent_store(args.data_dir).remove_agent(args.name):
+        print(f"shopper: there is no agent {args.name!r}", file=sys.stderr)
+        return 1
+    print(f"agent {args.name} removed")
+    return 0
+
+
+def _audit(args: argparse.Namespace) -> int:
+    rows = _agent_store(args.data_dir).audit_log(shopper_id=args.shopper, agent=args.agent,
+                                                 limit=args.limit)
+    for r in rows:
+        if args.json:
+            print(json.dumps(r, ensure_ascii=False))
+        else:
+            who = r["shopper_id"] or "-"
+            detail = json.dumps(r["detail"], ensure_ascii=False) if r["detail"] else ""
+            print(f"{r['at']}  {r['agent'] or '-':16} {r['action']:20} {who:20} "
+                  f"{r['conversation_id'] or '-':24} {detail}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="shopper", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -135,6 +193,32 @@ def build_parser() -> argparse.ArgumentParser:
     reb.add_argument("--name", required=True)
     reb.add_argument("--data-dir")
     reb.set_defaults(func=_catalog_rebuild)
+
+    agents = sub.add_parser("agents", help="support agents who use the console")
+    agents_sub = agents.add_subparsers(dest="agents_command", required=True)
+    add = agents_sub.add_parser("add", help="create an agent (or set a new password)")
+    add.add_argument("name")
+    add.add_argument("--admin", action="store_true",
+                     help="may open other agents' conversations")
+    add.add_argument("--password-stdin", action="store_true",
+                     help="read the password from the first line of standard input")
+    add.add_argument("--data-dir")
+    add.set_defaults(func=_agents_add)
+    lst_agents = agents_sub.add_parser("list", help="list agents")
+    lst_agents.add_argument("--data-dir")
+    lst_agents.set_defaults(func=_agents_list)
+    rm = agents_sub.add_parser("remove", help="remove an agent and end its sessions")
+    rm.add_argument("name")
+    rm.add_argument("--data-dir")
+    rm.set_defaults(func=_agents_remove)
+
+    audit = sub.add_parser("audit", help="read the audit log of agents' look-ups and changes")
+    audit.add_argument("--shopper", help="only entries about this shopper id")
+    audit.add_argument("--agent", help="only entries by this agent")
+    audit.add_argument("--limit", type=int, default=100)
+    audit.add_argument("--json", action="store_true", help="one JSON object a line")
+    audit.add_argument("--data-dir")
+    audit.set_defaults(func=_audit)
     return parser
 
 

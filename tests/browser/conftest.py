@@ -5,7 +5,8 @@ answers, drive the page. ``playwright.sync_api`` is used directly (no pytest-pla
 Debian's ``/usr/bin/chromium`` because ``playwright install`` cannot download a browser here.
 
 The server serves the session's pre-built catalog (``built_data_dir``, from tests/conftest.py).
-Set ``SHOPPER_BROWSER_BASE_URL`` to drive an already-running server instead.
+Set ``SHOPPER_BROWSER_BASE_URL`` to drive an already-running server instead (and
+``SHOPPER_BROWSER_DATA_DIR`` to its data dir, made by an earlier run's ``browser_data_dir``).
 """
 
 from __future__ import annotations
@@ -75,6 +76,59 @@ def wait_for_health(process: subprocess.Popen[bytes], url: str, log_path: Path,
     raise AssertionError(f"timed out waiting for {url}: {last_error}\n{_tail(log_path)}")
 
 
+XSS_TITLE = "<img src=x onerror=alert(1)>"
+STORE = "blr-01"
+
+
+@pytest.fixture(scope="session")
+def browser_data_dir(request: pytest.FixtureRequest,
+                     tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The live server's data dir: the session's built slices (linked, not copied), a tiny
+    extra catalog ``xss`` imported through the real importer whose titles are markup, a stock
+    file for store ``blr-01`` (every third product in stock, every third out, the rest
+    unknown) and its own SQLite file."""
+    import json
+
+    external = os.environ.get("SHOPPER_BROWSER_DATA_DIR")
+    if external:  # the data dir of the server at SHOPPER_BROWSER_BASE_URL, made earlier
+        return Path(external)
+    from assistant.agents import AgentStore
+    from assistant.store import open_db
+    from catalog.catalog import ensure_catalog
+
+    built_data_dir: Path = request.getfixturevalue("built_data_dir")
+    embedder = request.getfixturevalue("embedder")
+    data_dir = tmp_path_factory.mktemp("browser_data")
+    (data_dir / "catalogs").mkdir()
+    for built in (built_data_dir / "catalogs").iterdir():
+        if (built / "manifest.json").exists():
+            (data_dir / "catalogs" / built.name).symlink_to(built, target_is_directory=True)
+    src = tmp_path_factory.mktemp("xss_source")
+    (src / "xss.csv").write_text(
+        "sku,name,price,colour,kind\n"
+        f'1,"{XSS_TITLE} running shoes",999,Black,Shoes\n'
+        '2,"<script>alert(2)</script> running shoes",1299,Blue,Shoes\n'
+        '3,"Plain running shoes",1499,Black,Shoes\n'
+        '4,"<b>Bold</b> t-shirt",499,White,Tshirts\n', encoding="utf-8")
+    (src / "xss.mapping.json").write_text(json.dumps({
+        "name": "xss", "source": "test", "files": ["xss.csv"], "id": "sku", "title": "name",
+        "price": "price", "currency": "INR",
+        "attributes": {"colour": {"column": "colour", "prompt": "Which colour?"},
+                       "article_type": {"column": "kind", "prompt": "What type?"}}}))
+    ensure_catalog(data_dir, "xss", embedder,
+                   mapping_path=src / "xss.mapping.json", source=src / "xss.csv",
+                   progress=False)
+    rows = ["product_id,store_id,quantity"]
+    for name in ("fashion", "myntra"):
+        products = json.loads((data_dir / "catalogs" / name / "products.json").read_text())
+        for i, product in enumerate(products):
+            if i % 3 != 2:
+                rows.append(f"{product['product_id']},{STORE},{3 if i % 3 == 0 else 0}")
+    (data_dir / "stock.csv").write_text("\n".join(rows) + "\n")
+    AgentStore(open_db(data_dir / "shopper.db"))  # migrate before the server's workers start
+    return data_dir
+
+
 @pytest.fixture(scope="session")
 def live_server(request: pytest.FixtureRequest,
                 tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
@@ -83,7 +137,7 @@ def live_server(request: pytest.FixtureRequest,
     if external:
         yield external.rstrip("/")
         return
-    data_dir: Path = request.getfixturevalue("built_data_dir")
+    data_dir: Path = request.getfixturevalue("browser_data_dir")
     port = find_free_port()
     log_path = tmp_path_factory.mktemp("live_server") / "server.log"
     env = {

@@ -7,9 +7,8 @@
   "use strict";
 
   var STORAGE_KEY = "personal-shopper:conversation";
-  var BUSY_MESSAGE = "The assistant is busy right now \u2014 please try again in a moment.";
-  var OFFLINE_MESSAGE = "I couldn't reach the assistant. Check your connection and try again.";
-  var TIMEOUT_MESSAGE = "The assistant took too long to answer. Please try again.";
+  var UI = window.ShopperUI;
+  var OFFLINE_MESSAGE = UI.OFFLINE_MESSAGE;
   var EXPIRED_MESSAGE =
     "This conversation has ended. Type what you're looking for to start a new one.";
   var RESTARTED_MESSAGE = "That conversation had ended, so I've started a new one.";
@@ -17,17 +16,6 @@
     "Hi! Tell me what you're looking for \u2014 for example \u201crunning shoes for my " +
     "husband\u201d or \u201ca navy kurta under 1500\u201d.";
   var TIMEOUT_MS = 60000;
-
-  var FEEDBACK = [
-    { kind: "like", label: "Like" },
-    { kind: "not_interested", label: "Not interested" },
-    { kind: "already_own", label: "Already own" },
-  ];
-  var ACTIONS = [
-    { action: "more", label: "More" },
-    { action: "cheaper", label: "Cheaper" },
-    { action: "start_over", label: "Start over" },
-  ];
 
   var apiRoot = "/api/v1";
   var chat, log, form, input, sendButton, statusLine;
@@ -38,19 +26,7 @@
 
   /* ---------- small DOM helpers (text only, never markup) ---------- */
 
-  function el(tag, className, text) {
-    var node = document.createElement(tag);
-    if (className) node.className = className;
-    if (text !== undefined && text !== null) node.textContent = String(text);
-    return node;
-  }
-
-  function button(label, className, onClick) {
-    var node = el("button", className, label);
-    node.type = "button";
-    node.addEventListener("click", onClick);
-    return node;
-  }
+  var el = UI.el;
 
   function scrollToEntry(entry) {
     var smooth = !window.matchMedia("(prefers-reduced-motion: reduce)").matches;
@@ -90,71 +66,9 @@
 
   /* ---------- the API ---------- */
 
-  function ApiError(status, message, problem) {
-    this.status = status;
-    this.message = message;
-    this.problem = problem || null;
-  }
-
-  /* True when the conversation itself is gone: bad token, unknown or finished conversation. */
-  function conversationGone(err) {
-    if (!(err instanceof ApiError)) return false;
-    var title = err.problem && err.problem.title;
-    return err.status === 401 || err.status === 403 ||
-      (err.status === 404 && title === "Conversation not found") ||
-      (err.status === 409 && title === "Conversation closed");
-  }
-
-  function problemMessage(response, data) {
-    var status = response.status;
-    if ((status === 503 || status === 429) &&
-        (response.headers.has("Retry-After") || !data || !data.detail)) {
-      return BUSY_MESSAGE;
-    }
-    if (data && typeof data.detail === "string" && data.detail) return data.detail;
-    if (data && typeof data.title === "string" && data.title) return data.title;
-    return "Something went wrong (HTTP " + status + "). Please try again.";
-  }
-
-  function api(method, path, body, token) {
-    var headers = { Accept: "application/json" };
-    if (body !== undefined) headers["Content-Type"] = "application/json";
-    if (token) headers.Authorization = "Bearer " + token;
-    var controller = typeof AbortController === "function" ? new AbortController() : null;
-    var timer = controller ? window.setTimeout(function () { controller.abort(); }, TIMEOUT_MS) : 0;
-    return fetch(apiRoot + path, {
-      method: method,
-      headers: headers,
-      body: body === undefined ? undefined : JSON.stringify(body),
-      credentials: "same-origin",
-      cache: "no-store",
-      signal: controller ? controller.signal : undefined,
-    }).then(
-      function (response) {
-        return response.text().then(function (text) {
-          window.clearTimeout(timer);
-          var data = null;
-          try {
-            data = text ? JSON.parse(text) : null;
-          } catch (err) {
-            data = null;
-          }
-          if (!response.ok) {
-            throw new ApiError(response.status, problemMessage(response, data), data);
-          }
-          if (!data || typeof data !== "object") {
-            throw new ApiError(response.status, "The assistant sent an answer I couldn't read. Please try again.");
-          }
-          return data;
-        });
-      },
-      function (err) {
-        window.clearTimeout(timer);
-        var aborted = err && err.name === "AbortError";
-        throw new ApiError(0, aborted ? TIMEOUT_MESSAGE : OFFLINE_MESSAGE);
-      }
-    );
-  }
+  var ApiError = UI.ApiError;
+  var conversationGone = UI.conversationGone;
+  var api = UI.createApi({ root: function () { return apiRoot; }, timeoutMs: TIMEOUT_MS });
 
   /* ---------- rendering ---------- */
 
@@ -171,104 +85,20 @@
     return item;
   }
 
-  function formatPrice(price, currency) {
-    if (typeof price !== "number" || !isFinite(price)) return null;
-    if (currency) {
-      try {
-        return new Intl.NumberFormat(undefined, { style: "currency", currency: currency }).format(price);
-      } catch (err) {
-        return currency + " " + price;
-      }
-    }
-    return new Intl.NumberFormat(undefined, { maximumFractionDigits: 2 }).format(price);
-  }
-
-  function attributeSummary(attributes) {
-    if (!attributes || typeof attributes !== "object") return "";
-    var seen = {};
-    var values = [];
-    Object.keys(attributes).forEach(function (key) {
-      var value = attributes[key];
-      if (value === null || value === undefined || value === "" || typeof value === "object") return;
-      var text = String(value);
-      if (seen[text.toLowerCase()]) return;
-      seen[text.toLowerCase()] = true;
-      values.push(text);
-    });
-    return values.join(" \u00b7 ");
-  }
-
   function renderQuestion(question, turnId, message) {
-    var group = el("div", "question");
-    var promptId = turnId + "-prompt";
-    group.setAttribute("role", "group");
-    group.setAttribute("aria-labelledby", promptId);
-    var promptText = question.prompt || "Choose one";
-    var said = promptText && message && message.indexOf(promptText) !== -1;
-    var prompt = el("p", said ? "question-prompt visually-hidden" : "question-prompt", promptText);
-    prompt.id = promptId;
-    group.appendChild(prompt);
-
-    var chips = el("div", "chips");
-    (question.options || []).forEach(function (option) {
-      var label = option.label || String(option.value);
-      var text = typeof option.count === "number" ? label + " \u00b7 " + option.count : label;
-      chips.appendChild(button(text, "chip", function () {
-        send({ answer: { attribute: question.attribute, value: option.value } }, label);
-      }));
+    return UI.renderQuestion(question, turnId, message, function (body, label) {
+      send(body, label);
     });
-    chips.appendChild(button("No preference", "chip chip--skip", function () {
-      send({ answer: { attribute: question.attribute, value: null } }, "No preference");
-    }));
-    group.appendChild(chips);
-    return group;
   }
 
   function renderPick(pick, cardId) {
-    var card = el("li", "pick");
-    card.dataset.productId = String(pick.product_id);
-    var titleId = cardId + "-title";
-    var title = el("h3", "pick-title", pick.title || "Untitled product");
-    title.id = titleId;
-    card.appendChild(title);
-
-    var price = formatPrice(pick.price, pick.currency);
-    if (price) card.appendChild(el("p", "pick-price", price));
-
-    var summary = attributeSummary(pick.attributes);
-    if (summary) card.appendChild(el("p", "pick-attributes", summary));
-
-    var reasons = Array.isArray(pick.reasons) ? pick.reasons : [];
-    if (reasons.length) {
-      var list = el("ul", "pick-reasons");
-      list.setAttribute("aria-label", "Why this pick");
-      reasons.forEach(function (reason) { list.appendChild(el("li", null, reason)); });
-      card.appendChild(list);
-    }
-
-    var actions = el("div", "pick-feedback");
-    FEEDBACK.forEach(function (f) {
-      var b = button(f.label, "feedback feedback--" + f.kind, function () {
-        send({ feedback: { product_id: pick.product_id, kind: f.kind } },
-             f.label + ": " + (pick.title || "this one"), function () {
-          b.setAttribute("aria-pressed", "true");
-        });
-      });
-      b.setAttribute("aria-describedby", titleId);
-      actions.appendChild(b);
+    return UI.renderPick(pick, cardId, function (body, said, markPressed) {
+      send(body, said, markPressed);
     });
-    card.appendChild(actions);
-    return card;
   }
 
   function renderActions() {
-    var bar = el("div", "actions");
-    ACTIONS.forEach(function (a) {
-      bar.appendChild(button(a.label, "action action--" + a.action, function () {
-        send({ action: a.action }, a.label);
-      }));
-    });
-    return bar;
+    return UI.renderActions(function (body, label) { send(body, label); });
   }
 
   /* The previous turn's chips and action buttons no longer apply once a new turn arrives. */
@@ -308,31 +138,7 @@
     return item;
   }
 
-  /* What the shopper sent for a kept turn (its `request`), in words, or null if nothing.
-   * `previous` is the Turn before it, for option labels; `titles` maps product ids to titles. */
-  function shopperWords(turn, previous, titles) {
-    var said = turn.request;
-    if (typeof said === "string") return said;
-    if (!said || typeof said !== "object") return null;
-    if (typeof said.text === "string") return said.text;
-    if (said.answer && typeof said.answer === "object") {
-      var value = said.answer.value;
-      if (value === null || value === undefined) return "No preference";
-      var options = (previous && previous.question && previous.question.options) || [];
-      var option = options.filter(function (o) { return o.value === value; })[0];
-      return option && option.label ? String(option.label) : String(value);
-    }
-    if (typeof said.action === "string") {
-      var match = ACTIONS.filter(function (a) { return a.action === said.action; })[0];
-      return match ? match.label : said.action;
-    }
-    if (said.feedback && typeof said.feedback === "object") {
-      var fb = FEEDBACK.filter(function (f) { return f.kind === said.feedback.kind; })[0];
-      var title = titles[String(said.feedback.product_id)] || "this one";
-      return (fb ? fb.label : String(said.feedback.kind)) + ": " + title;
-    }
-    return null;
-  }
+  var shopperWords = UI.shopperWords;
 
   /* ---------- sending ---------- */
 

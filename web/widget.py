@@ -1,0 +1,38 @@
+"""The chat widget's demo shop page at ``/demo``.
+
+The widget itself is ``static/widget.js``: one ``<script>`` tag on any page of the shop adds
+a launcher button and a chat panel that talk to the public API. ``/demo`` is a stand-in shop
+page carrying that tag (``?catalog=NAME`` and ``?timeout_ms=N`` fill its data attributes).
+"""
+
+from __future__ import annotations
+
+import re
+
+from flask import Blueprint, Response, make_response, render_template, request
+
+from .pages import CONTENT_SECURITY_POLICY
+
+__all__ = ["bp", "secure_page"]
+
+bp = Blueprint("widget", __name__)
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-]{0,63}$")
+
+
+def secure_page(response: Response) -> Response:
+    """Add the pages' strict headers (CSP: no inline script, own origin only)."""
+    response.headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["Referrer-Policy"] = "same-origin"
+    return response
+
+
+@bp.get("/demo")
+def demo() -> Response:
+    """A demo shop page with the widget's script tag."""
+    catalog = request.args.get("catalog", "")
+    timeout = request.args.get("timeout_ms", "")
+    return secure_page(make_response(render_template(
+        "widget/demo.html",
+        catalog=catalog if _NAME.match(catalog) else "",
+        timeout_ms=timeout if timeout.isdigit() and 500 <= int(timeout) <= 120000 else "")))
