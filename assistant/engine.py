@@ -14,9 +14,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import numpy as np
+
 from catalog.catalog import Catalog
 from catalog.embedder import Embedder
 
+from . import memory
 from . import preferences as prefs
 from .errors import (
     CatalogNotFound,
@@ -97,11 +100,17 @@ class Assistant:
     # Conversations -------------------------------------------------------------------------
     def start(self, *, channel: str, shopper_id: str | None = None, catalog: str | None = None,
               store_id: str | None = None, text: str | None = None,
-              agent_id: str | None = None) -> tuple[Conversation, str, dict[str, Any]]:
-        """Open a conversation; returns it, its token and the first Turn."""
+              agent_id: str | None = None, product_id: str | None = None
+              ) -> tuple[Conversation, str, dict[str, Any]]:
+        """Open a conversation; returns it, its token and the first Turn. ``product_id`` is
+        the product the shopper is looking at: never one of the picks. Raises
+        ProductNotFound for an unknown one."""
         if channel not in CHANNELS:
             raise InvalidInput(f"channel must be one of {', '.join(CHANNELS)}")
         tools = self.tools(catalog)
+        if product_id is not None and tools.catalog.product(product_id) is None:
+            raise ProductNotFound(f"there is no product {product_id!r} in catalog "
+                                  f"{tools.catalog.name!r}")
         token = secrets.token_urlsafe(24)
         conv = Conversation(
             conversation_id="c_" + secrets.token_hex(10), channel=channel,
@@ -110,6 +119,8 @@ class Assistant:
         store = self.store()
         with store.transaction():
             store.create_conversation(conv, hash_token(token))
+            if product_id is not None:
+                store.set_looking_at(conv.conversation_id, product_id)
         attach(conv)
         if text is not None and text.strip():
             turn = self._run(conv, {"text": text}, store)
@@ -229,8 +240,10 @@ class Assistant:
             _settle(ctx, asked, skipped=True)
             ctx["question"] = None
             if u.show_now:
-                ctx["show_now"] = True
-            return ("more" if u.show_now and ctx.get("facts") else "hear"), u
+                # "Not sure, show me more": other picks now, and keep narrowing with a
+                # question they can answer.
+                ctx["page_forward"] = True
+            return "hear", u
         self._fold(ctx, u, asked)
         return "hear", u
 
@@ -301,15 +314,60 @@ class Assistant:
                             + fb.get("already_own", [])),
             liked_ids=list(fb.get("like", [])), cheap=bool(ctx.get("cheap")),
         )
-        if conv.shopper_id and not ctx.get("recipient"):
-            profile = self.profile(conv.shopper_id, cat, store)
-            c.soft = profile["effective_objects"]
-            for p in c.soft:
-                if p.source == "stated" and p.polarity == "avoid" and \
-                        p.value not in c.wants.get(p.attribute, set()):
-                    c.profile_avoids.setdefault(p.attribute, set()).add(p.value)
-            c.soft = [p for p in c.soft if not (p.source == "stated" and p.polarity == "avoid")]
+        looking = ctx.get("looking_at") or (
+            store.looking_at(conv.conversation_id) if conv.conversation_id != "search" else None)
+        if looking:
+            c.exclude_ids.add(looking)
+            c.boosts.extend(memory.similar_boosts(cat, looking))
+        for pid in fb.get("already_own", []):
+            row = cat.row_of.get(pid)
+            if row is None or cat.consumable[row]:
+                continue
+            atype = cat.products[row].attributes.get("article_type")
+            if atype:
+                c.blocked_types[atype] = (f"You said you already own {memory.one_of(atype)}, "
+                                          f"so no more {memory.kind_of(atype)} unless you ask")
+        if not conv.shopper_id:
+            return c
+        events = store.events(conv.shopper_id)
+        recipient = memory.recipient_key(ctx.get("recipient"))
+        mem = memory.recall(events, cat, now=datetime.now(UTC), recipient=recipient,
+                            session_hours=self.settings.session_hours,
+                            read_query=self.query_reader(cat.name))
+        c.exclude_ids |= mem.exclude_ids
+        c.blocked_types = {**mem.blocked_types, **c.blocked_types}
+        c.boosts.extend(mem.boosts)
+        if recipient:
+            # Shopping for someone else: their saved likes, never the shopper's own taste.
+            saved = store.recipient(conv.shopper_id, recipient)
+            if saved:
+                c.boosts.extend(memory.recipient_boosts(saved, cat,
+                                                        self.query_reader(cat.name)))
+            return c
+        profile = self.profile(conv.shopper_id, cat, store, events=events, detail=False)
+        c.soft = profile["effective_objects"]
+        for p in c.soft:
+            if p.source == "stated" and p.polarity == "avoid" and \
+                    p.value not in c.wants.get(p.attribute, set()):
+                c.profile_avoids.setdefault(p.attribute, set()).add(p.value)
+        c.soft = [p for p in c.soft if not (p.source == "stated" and p.polarity == "avoid")]
         return c
+
+    def query_reader(self, catalog: str) -> prefs.QueryReader:
+        """Reads a search query with the catalog's lexicon (cached: history repeats)."""
+        lexicon = self.tools(catalog).lexicon
+        cache: dict[tuple[str, str], dict[str, set[str]]] = \
+            self.__dict__.setdefault("_read_cache", {})
+
+        def read(query: str) -> dict[str, set[str]]:
+            key = (catalog, " ".join(query.casefold().split()))
+            hit = cache.get(key)
+            if hit is None:
+                if len(cache) > 20000:
+                    cache.clear()
+                hit = cache[key] = understand(query[:500], lexicon).wants
+            return hit
+        return read
 
     def _respond(self, conv: Conversation, tools: _CatalogTools, heard: Understanding | None,
                  *, event: str | None, store: Store) -> dict[str, Any]:
@@ -337,7 +395,7 @@ class Assistant:
                     c.below_price = floor
                 ctx["cheap"] = True
                 c.cheap = True
-        if event == "more":
+        if event == "more" or ctx.pop("page_forward", False):
             c.exclude_ids |= set(shown)
         mask = hard_mask(cat, c)
         query_text = _query_text(ctx, cat)
@@ -345,18 +403,22 @@ class Assistant:
         ranked = candidates(cat, mask, qvec, c)
         ctx["candidates"] = int(mask.sum())
         question: Question | None = None
-        asked_count = len(ctx.get("asked", []))
+        asked_count = int(ctx.get("questions_asked", 0))  # what the shopper volunteered is free
         may_ask = (not ctx.get("show_now") and event not in ("more", "cheaper")
                    and asked_count < self.settings.max_questions)
         if may_ask and conv.state in ("recommending", "refining"):
-            may_ask = len(ranked.rows) > 200
+            may_ask = int(mask.sum()) > 200
         if may_ask:
             settled = set(ctx.get("wants", {})) | set(ctx.get("skipped", [])) | \
                 set(ctx.get("asked", []))
-            question = choose_question(cat, ranked.rows, settled=settled, avoided=c.avoids)
+            # Counted over every product that fits what was said, not only the nearest ones:
+            # a vague opening must not hide the kinds of thing it could mean.
+            question = choose_question(cat, np.flatnonzero(mask), settled=settled,
+                                       avoided=c.avoids)
         if question is not None:
             ctx["question"] = {"attribute": question.attribute, "options": question.options}
             ctx.setdefault("asked", []).append(question.attribute)
+            ctx["questions_asked"] = asked_count + 1
             turn["question"] = question.to_json()
         else:
             ctx["question"] = None
@@ -426,41 +488,105 @@ class Assistant:
 
     # Profiles ------------------------------------------------------------------------------
     def profile(self, shopper_id: str, cat: Catalog | None = None,
-                store: Store | None = None) -> dict[str, Any]:
+                store: Store | None = None, *, events: list[dict[str, Any]] | None = None,
+                detail: bool = True) -> dict[str, Any]:
+        """The shopper's stated, inferred and effective preferences, each with its evidence,
+        plus (``detail``) what their history does to picks (``purchase_rules``, ``nudges``,
+        ``excluded_products``) and their saved ``recipients``.
+        ``effective_objects`` is for ranking."""
         store = store or self.store()
         cat = cat or self.catalog(None)
+        events = store.events(shopper_id) if events is None else events
         rows = store.stated_preferences(shopper_id)
         stated = prefs.stated(rows)
         dismissed = {(r["attribute"], r["value"]) for r in rows if r["source"] == "dismissed"}
-        inferred = [p for p in prefs.infer(store.events(shopper_id), cat,
-                                           half_life_days=self.settings.half_life_days)
+        reader = self.query_reader(cat.name)
+        inferred = [p for p in prefs.infer(events, cat,
+                                           half_life_days=self.settings.half_life_days,
+                                           read_query=reader)
                     if (p.attribute, p.value) not in dismissed]
         eff = prefs.effective(stated, inferred)
-        return {"shopper_id": shopper_id,
-                "stated": [p.to_json() for p in stated],
-                "inferred": [p.to_json() for p in inferred],
-                "effective": [p.to_json() for p in eff],
-                "effective_objects": eff}
+        out: dict[str, Any] = {"shopper_id": shopper_id,
+                               "stated": [p.to_json() for p in stated],
+                               "inferred": [p.to_json() for p in inferred],
+                               "effective": [p.to_json() for p in eff],
+                               "effective_objects": eff}
+        if not detail:
+            return out
+        mem = memory.recall(events, cat, now=datetime.now(UTC),
+                            session_hours=self.settings.session_hours, read_query=reader)
+        return {**out,
+                "dismissed": [{"attribute": r["attribute"], "value": r["value"],
+                               "evidence": r["evidence"], "updated_at": r["updated_at"]}
+                              for r in rows if r["source"] == "dismissed"],
+                "purchase_rules": mem.rules,
+                "excluded_products": mem.excluded,
+                "nudges": [{"attribute": b.attribute, "value": b.value, "reason": b.reason}
+                            for b in mem.boosts],
+                "recipients": store.recipients(shopper_id),
+                "catalog": cat.name}
 
     # One-shot search -----------------------------------------------------------------------
     def search(self, q: str, *, shopper_id: str | None = None, k: int = 10,
-               catalog: str | None = None) -> list[dict[str, Any]]:
-        """Ranked picks for a query, personalised when a shopper is named."""
+               catalog: str | None = None, product_id: str | None = None
+               ) -> list[dict[str, Any]]:
+        """Ranked picks for a query, personalised when a shopper is named. With
+        ``product_id`` ("similar to this product", ``q`` may then be empty) the picks are
+        like that product and never it. Raises InvalidInput, ProductNotFound."""
         tools = self.tools(catalog)
         cat = tools.catalog
-        if not q.strip():
+        if not q.strip() and product_id is None:
             raise InvalidInput("q is empty")
-        u = understand(q, tools.lexicon)
+        row = None
+        if product_id is not None:
+            row = cat.row_of.get(product_id)
+            if row is None:
+                raise ProductNotFound(f"there is no product {product_id!r} in catalog "
+                                      f"{cat.name!r}")
+        u = understand(q, tools.lexicon) if q.strip() else Understanding()
         conv = Conversation("search", "web", cat.name, shopper_id=shopper_id)
         conv.ctx = _fresh_ctx()
         self._fold(conv.ctx, u, None)
+        if product_id is not None:
+            conv.ctx["looking_at"] = product_id
         store = self.store()
         c = self.constraints(conv, cat, store)
         mask = hard_mask(cat, c)
-        qvec = self.embedder.embed([_query_text(conv.ctx, cat) or q])[0]
+        text = _query_text(conv.ctx, cat) or q.strip()
+        qvec = self.embedder.embed([text])[0] if text else None
+        if row is not None:
+            near = np.asarray(cat.index.vectors[row], dtype=np.float32)
+            qvec = near if qvec is None else (qvec + near) / max(
+                float(np.linalg.norm(qvec + near)), 1e-6)
         ranked = candidates(cat, mask, qvec, c)
         picks = rank(cat, ranked, c, k=k, query_words=q)
         return [pick_json(cat, p) for p in picks]
+
+    # Hand-off to a person (the web layer chooses the code) --------------------------------
+    def ask_for_person(self, conversation_id: str, code: str) -> dict[str, Any]:
+        """Move the conversation to ``handoff`` and keep ``code``, which an agent enters to
+        continue it. Returns the Turn. Raises ConversationNotFound, ConversationClosed."""
+        with self._lock(conversation_id):
+            store = self.store()
+            conv = store.load_conversation(conversation_id)
+            attach(conv)
+            if conv.state == "done":
+                raise ConversationClosed("this conversation is finished; start a new one")
+            expected = conv.version
+            conv.trigger("ask_for_person")
+            tools = self.tools(conv.catalog)
+            turn: dict[str, Any] = {"state": conv.state, "message": "", "question": None,
+                                    "picks": [], "preferences": []}
+            turn["message"] = compose_message(tools.catalog, conv.state, conv.ctx, turn,
+                                              "ask_for_person")
+            seq = int(conv.ctx.get("seq", -1)) + 1
+            conv.ctx["seq"] = seq
+            conv.version = expected + 1
+            with store.transaction():
+                store.save_conversation(conv, expected)
+                store.add_turn(conv.conversation_id, seq, {"action": "ask_for_person"}, turn)
+                store.set_handoff_code(conv.conversation_id, code)
+            return turn
 
 
 def _fresh_ctx(seq: int = -1) -> dict[str, Any]:

@@ -16,7 +16,7 @@ __all__ = ["MIN_BITS", "Question", "choose_question", "label_for", "options_for"
 
 MIN_BITS = 0.9        # below this, an answer would hardly change the picks: show them instead
 MAX_TOP_SHARE = 0.85  # one value already holds most candidates: not worth a question
-MAX_OPTIONS = 8
+MAX_OPTIONS = 12
 
 
 @dataclass
@@ -85,7 +85,11 @@ def choose_question(catalog: Catalog, rows: NDArray[np.int64], *, settled: Colle
         if total <= 0 or np.count_nonzero(counts) < 2 or counts.max() / total > MAX_TOP_SHARE:
             continue
         coverage = total / len(rows)
-        gain = entropy_bits(counts) * coverage * spec.ask_weight
+        # The question as offered: the shown options, and everything else in one bucket the
+        # shopper can only answer in words. Forty colours do not give forty-way answers.
+        ordered = np.sort(counts[counts > 0])[::-1]
+        offered = np.append(ordered[:MAX_OPTIONS], ordered[MAX_OPTIONS:].sum())
+        gain = entropy_bits(offered) * coverage * spec.ask_weight
         if gain < MIN_BITS or (best is not None and gain <= best.bits):
             continue
         options = options_for(catalog, name, rows, exclude=avoided.get(name, set()))

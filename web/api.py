@@ -29,6 +29,7 @@ from assistant.errors import (
     NotFound,
     Unavailable,
 )
+from assistant.memory import recipient_attributes, recipient_key
 from assistant.preferences import parse_time
 
 from . import services
@@ -182,8 +183,12 @@ def _conversation_access(conversation_id: str) -> None:
     if _is_server():
         return
     agent = _agent()
-    if agent is not None and row["channel"] == "phone" and (
-            agent.get("is_admin") or row["agent_id"] in (None, agent["name"])):
+    # An agent opens its own conversations (phone calls and claimed hand-offs) and unowned
+    # phone conversations; an admin also opens other agents' ones.
+    if agent is not None and (
+            row["agent_id"] == agent["name"]
+            or (row["channel"] == "phone" and row["agent_id"] is None)
+            or (agent.get("is_admin") and (row["channel"] == "phone" or row["agent_id"]))):
         return
     token = _bearer()
     if token is None:
@@ -277,7 +282,7 @@ def create_conversation() -> Any:
                            "too many new conversations from this address; wait a minute",
                            headers={"Retry-After": "60"})
     channel = body.get("channel", "web")
-    for key in ("text", "catalog", "store_id"):
+    for key in ("text", "catalog", "store_id", "product_id"):
         if body.get(key) is not None and not isinstance(body[key], str):
             raise InvalidInput(f"{key} must be a string")
     if body.get("store_id") is not None:
@@ -288,7 +293,7 @@ def create_conversation() -> Any:
         conv, token, turn = _assistant().start(
             channel=channel, shopper_id=shopper_id, catalog=body.get("catalog"),
             store_id=body.get("store_id"), text=body.get("text"),
-            agent_id=agent["name"] if agent else None)
+            agent_id=agent["name"] if agent else None, product_id=body.get("product_id"))
     out = {**turn, "conversation_id": conv.conversation_id, "token": token}
     resp = jsonify(out)
     resp.status_code = 201
@@ -315,7 +320,8 @@ def get_conversation(conversation_id: str) -> Any:
 @require_server
 def get_profile(shopper_id: str) -> Any:
     _check_id(shopper_id, "shopper_id")
-    prof = _assistant().profile(shopper_id)
+    assistant = _assistant()
+    prof = assistant.profile(shopper_id, assistant.catalog(request.args.get("catalog")))
     prof.pop("effective_objects", None)
     return prof
 
@@ -416,6 +422,79 @@ def add_event(shopper_id: str) -> Any:
     return resp
 
 
+# Recipients: the people a shopper shops for ------------------------------------------------
+def _recipient_name(name: str) -> str:
+    key = recipient_key(name)
+    if not key or len(key) > 64 or not re.fullmatch(r"[a-z0-9][a-z0-9 \-]*", key):
+        raise InvalidInput("a recipient's name is 1-64 letters, digits, spaces or -, "
+                           "e.g. 'husband' or 'niece'")
+    return key
+
+
+@bp.get("/api/v1/shoppers/<shopper_id>/recipients")
+@require_server
+def list_recipients(shopper_id: str) -> Any:
+    _check_id(shopper_id, "shopper_id")
+    return {"shopper_id": shopper_id, "recipients": services().store().recipients(shopper_id)}
+
+
+@bp.get("/api/v1/shoppers/<shopper_id>/recipients/<name>")
+@require_server
+def get_recipient(shopper_id: str, name: str) -> Any:
+    _check_id(shopper_id, "shopper_id")
+    saved = services().store().recipient(shopper_id, _recipient_name(name))
+    if saved is None:
+        raise NotFound(f"shopper {shopper_id!r} has no recipient {name!r}")
+    return saved
+
+
+@bp.put("/api/v1/shoppers/<shopper_id>/recipients/<name>")
+@require_server
+def put_recipient(shopper_id: str, name: str) -> Any:
+    """Keep a person the shopper shops for: ``{"attributes": {"colour": "Navy Blue",
+    "size": "L"}, "text": "size L, likes navy", "note": "..."}`` (attributes, text or both;
+    text is read with the catalog's words)."""
+    _check_id(shopper_id, "shopper_id")
+    key = _recipient_name(name)
+    body = _body()
+    attrs = body.get("attributes", {})
+    text, note = body.get("text"), body.get("note", "")
+    if not isinstance(attrs, dict) or not all(
+            isinstance(k, str) and k and isinstance(v, str) and v and len(v) <= 100
+            for k, v in attrs.items()) or len(attrs) > 30:
+        raise InvalidInput('"attributes" must map attribute names to non-empty strings')
+    if text is not None and (not isinstance(text, str) or len(text) > 500):
+        raise InvalidInput('"text" must be a string of at most 500 characters')
+    if not isinstance(note, str) or len(note) > 500:
+        raise InvalidInput('"note" must be a string of at most 500 characters')
+    assistant = _assistant()
+    cat = assistant.catalog(body.get("catalog"))
+    kept: dict[str, str] = {}
+    if text:
+        kept.update(recipient_attributes(text, assistant.query_reader(cat.name)))
+    for attr, value in attrs.items():
+        canon = {v.casefold(): v for v in cat.values.get(attr, [])}.get(value.strip().casefold())
+        kept[attr] = canon or value.strip()
+    if not kept and not note:
+        raise InvalidInput('say something about them: "attributes", "text" or "note"')
+    store = services().store()
+    with store.transaction():
+        store.put_recipient(shopper_id, key, kept, note=note or text or "")
+    return store.recipient(shopper_id, key)
+
+
+@bp.delete("/api/v1/shoppers/<shopper_id>/recipients/<name>")
+@require_server
+def delete_recipient(shopper_id: str, name: str) -> Any:
+    _check_id(shopper_id, "shopper_id")
+    store = services().store()
+    with store.transaction():
+        removed = store.delete_recipient(shopper_id, _recipient_name(name))
+    if not removed:
+        raise NotFound(f"shopper {shopper_id!r} has no recipient {name!r}")
+    return Response(status=204)
+
+
 @bp.get("/api/v1/shoppers/<shopper_id>/export")
 @require_server
 def export_shopper(shopper_id: str) -> Any:
@@ -440,8 +519,9 @@ def forget_shopper(shopper_id: str) -> Any:
 @bp.get("/api/v1/search")
 def search() -> Any:
     q = request.args.get("q", "")
-    if not q.strip():
-        raise InvalidInput('"q" is required')
+    product_id = request.args.get("product_id") or None
+    if not q.strip() and product_id is None:
+        raise InvalidInput('"q" is required (or "product_id" for products similar to one)')
     if len(q) > 500:
         raise InvalidInput('"q" is too long (500 characters at most)')
     try:
@@ -458,7 +538,8 @@ def search() -> Any:
                                401 if _bearer() is None else 403)
     with _inflight:
         picks = _assistant().search(q, shopper_id=shopper_id, k=k,
-                                    catalog=request.args.get("catalog"))
+                                    catalog=request.args.get("catalog"),
+                                    product_id=product_id)
     return {"picks": picks}
 
 

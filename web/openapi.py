@@ -141,6 +141,7 @@ def openapi_document() -> dict[str, Any]:
                 {"name": "catalog", "in": "query", "schema": _STR}],
             "responses": {"200": {"description": "product"}, **_errors(404)}}},
     }
+    _add_door_paths(paths, schemas, conv_id, shopper_id)
     return {
         "openapi": "3.1.0",
         "info": {"title": "personal-shopper", "version": "1",
@@ -148,5 +149,62 @@ def openapi_document() -> dict[str, Any]:
         "paths": paths,
         "components": {"schemas": schemas, "securitySchemes": {
             "bearer": {"type": "http", "scheme": "bearer",
-                       "description": "the server key, or a conversation's token"}}},
+                       "description": "the server key, or a conversation's token"},
+            "console": {"type": "apiKey", "in": "cookie", "name": "shopper_console",
+                        "description": "an agent's console session; state-changing "
+                                       "requests also send its X-CSRF-Token header"}}},
     }
+
+
+def _add_door_paths(paths: dict[str, Any], schemas: dict[str, Any], conv_id: dict[str, Any],
+                    shopper_id: dict[str, Any]) -> None:
+    """The widget's, kiosk's and console's additions (web/handoff.py, web/console.py)."""
+    bearer: list[dict[str, list[str]]] = [{"bearer": []}]
+    console: list[dict[str, list[str]]] = [{"bearer": []}, {"console": []}]
+    schemas["Pick"]["properties"].update({
+        "in_store": {"type": ["boolean", "null"],
+                     "description": "only in a conversation with a store_id: true in stock "
+                                    "in that store, false not, null unknown (ask staff)"},
+        "in_store_label": {**_STR, "description": "'In stock here', 'Ask staff', ..."},
+        "store_quantity": {"type": ["integer", "null"]}})
+    code_body = {"required": True, "content": {"application/json": {"schema": {
+        "type": "object", "required": ["code"], "properties": {"code": _STR}}}}}
+    paths["/api/v1/shoppers/{shopper_id}/link-code"] = {"post": {
+        "summary": "A one-time code (10 minutes) the shopper enters at a kiosk to link "
+                   "their profile; made by the shop's backend for its profile page",
+        "security": bearer, "parameters": [shopper_id],
+        "responses": {"201": {"description": "{shopper_id, code, expires_at}"},
+                      **_errors(401, 403, 422)}}}
+    paths["/api/v1/conversations/{conversation_id}/link"] = {
+        "post": {"summary": "Attach the shopper named by a link code (conversation token)",
+                 "security": bearer, "parameters": [conv_id], "requestBody": code_body,
+                 "responses": {"200": {"description": "{conversation_id, linked, message}"},
+                               **_errors(401, 403, 404, 422, 429)}},
+        "delete": {"summary": "Detach the linked shopper (the kiosk does when they leave)",
+                   "security": bearer, "parameters": [conv_id],
+                   "responses": {"200": {"description": "{conversation_id, linked: false}"},
+                                 **_errors(401, 403, 404)}}}
+    paths["/api/v1/conversations/{conversation_id}/handoff"] = {"post": {
+        "summary": "The shopper asks for a person: state 'handoff' and a 6-digit code "
+                   "(handoff_code, valid 30 minutes) to read out on the phone",
+        "security": bearer, "parameters": [conv_id],
+        "responses": {"200": {"description": "A Turn plus handoff_code and "
+                                             "handoff_expires_at", **_json("Turn")},
+                      **_errors(401, 403, 404, 409)}}}
+    paths["/api/v1/handoffs"] = {"post": {
+        "summary": "An agent (console session + X-CSRF-Token) continues a handed-off "
+                   "conversation by its code; returns the conversation with every turn",
+        "security": console, "requestBody": code_body,
+        "responses": {"200": {"description": "the conversation, as GET returns it"},
+                      **_errors(401, 403, 404, 422)}}}
+    paths["/api/v1/conversations/{conversation_id}/share"] = {"post": {
+        "summary": "A signed link (30 minutes) to the current picks' product ids, never the "
+                   "shopper's data: {url, path, qr_svg_url, product_ids, expires_at}; the "
+                   "page is GET /p/{token}, its QR code GET /p/{token}/qr.svg",
+        "security": bearer, "parameters": [conv_id],
+        "responses": {"200": {"description": "the link"}, **_errors(401, 403, 404, 422)}}}
+    paths["/api/v1/shoppers/{shopper_id}/events"]["get"] = {
+        "summary": "The shopper's events, newest first, with product titles",
+        "security": console, "parameters": [shopper_id],
+        "responses": {"200": {"description": "{shopper_id, events: [...]}"},
+                      **_errors(401, 403, 422)}}
