@@ -48,7 +48,10 @@ class FaissIndex:
     def load(cls, folder: Path) -> FaissIndex:
         """Load a saved index; vectors are memory-mapped. Raises FileNotFoundError, ValueError."""
         vectors = np.load(folder / "vectors.npy", mmap_mode="r")
-        index = faiss.read_index(str(folder / "index.faiss"), faiss.IO_FLAG_MMAP)
+        # IO_FLAG_MMAP still copies a flat index into private memory; IO_FLAG_MMAP_IFC maps
+        # it from the file, so the workers share one page-cached copy.
+        flags = getattr(faiss, "IO_FLAG_MMAP_IFC", faiss.IO_FLAG_MMAP)
+        index = faiss.read_index(str(folder / "index.faiss"), flags)
         if index.ntotal != len(vectors) or index.d != vectors.shape[1]:
             raise ValueError("index.faiss and vectors.npy disagree")
         return cls(vectors, index)
@@ -59,6 +62,10 @@ class FaissIndex:
         q = np.asarray(query, dtype=np.float32).reshape(-1)
         if rows is None:
             return np.asarray(self.vectors @ q, dtype=np.float32)
+        if len(rows) * 3 > len(self.vectors):
+            # Over a large subset one pass over every row beats copying the subset's rows out
+            # (44k rows x 384 on 2 cores: 5 ms against 18 ms; docs/performance.md).
+            return np.asarray(self.vectors @ q, dtype=np.float32)[rows]
         return np.asarray(self.vectors[rows] @ q, dtype=np.float32)
 
     def search(self, query: NDArray[np.float32], k: int,
