@@ -48,7 +48,8 @@ def main(argv: list[str] | None = None) -> int:
     result = run_evaluation(client, args.shoppers, args.seed, args.catalog, args.max_turns,
                             api_key=api_key, progress=not args.json)
     if args.json:
-        print(json.dumps({k: v for k, v in result.items() if k != "failures"}, sort_keys=True))
+        print(json.dumps({k: v for k, v in result.items()
+                          if k not in ("failures", "violation_notes")}, sort_keys=True))
     else:
         print(format_report(result, args.show_failures))
     return 0

@@ -262,14 +262,16 @@ def _answer(s: Shopper, question: dict[str, Any]) -> tuple[dict[str, Any], dict[
     return {"text": "not sure, show me more"}, {}
 
 
-def _judge(s: Shopper, picks: list[dict[str, Any]]) -> tuple[bool, int, int]:
-    """(success, violations, unisex-for-gendered notes) for the top picks of one answer."""
-    success, violations, unisex = False, 0, 0
+def _judge(s: Shopper, picks: list[dict[str, Any]]) -> tuple[bool, list[str], int]:
+    """(success, the violating top picks described, unisex-for-gendered notes) for one answer."""
+    success, violations, unisex = False, [], 0
     for pick in picks[:TOP]:
         attrs = pick.get("attributes") or {}
         if all(attrs.get(a) == s.target[a] for a in MATCH_ON):
             success = True
-        bad = bool(s.refused_colour) and attrs.get("colour") == s.refused_colour
+        broken = []
+        if s.refused_colour and attrs.get("colour") == s.refused_colour:
+            broken.append(f"colour {s.refused_colour} refused")
         for a, v in s.stated.items():
             got = attrs.get(a)
             if not got or got == v:
@@ -277,8 +279,9 @@ def _judge(s: Shopper, picks: list[dict[str, Any]]) -> tuple[bool, int, int]:
             if a == "gender" and got == "Unisex" and v in ("Men", "Women"):
                 unisex += 1
             else:
-                bad = True
-        violations += bad
+                broken.append(f"{a} {got} but said {v}")
+        if broken:
+            violations.append(f"{_pick_line(pick)}: {'; '.join(broken)}")
     return success, violations, unisex
 
 
@@ -307,7 +310,8 @@ def _converse(client: Client, s: Shopper, catalog: str, max_turns: int,
     r = _call(client.post, "/api/v1/conversations",
               json={"channel": "web", "catalog": catalog, **said}, headers=headers)
     log: list[dict[str, Any]] = []
-    out = {"success_turn": None, "violations": 0, "unisex_for_gendered": 0, "error": None}
+    out: dict[str, Any] = {"success_turn": None, "violations": 0, "violation_notes": [],
+                           "unisex_for_gendered": 0, "error": None}
     body = r.json() if r.status_code == 201 else None
     conv_id = (body or {}).get("conversation_id")
     token = (body or {}).get("token")
@@ -318,7 +322,8 @@ def _converse(client: Client, s: Shopper, catalog: str, max_turns: int,
             break
         log.append({"turn": turn_no, "shopper": said, **_brief(body)})
         ok, bad, uni = _judge(s, body.get("picks") or [])
-        out["violations"] += bad
+        out["violations"] += len(bad)
+        out["violation_notes"] += [f"T{turn_no} {b}" for b in bad]
         out["unisex_for_gendered"] += uni
         if ok:
             out["success_turn"] = turn_no
@@ -350,7 +355,8 @@ def _search_box(client: Client, s: Shopper, catalog: str, max_turns: int,
     s.stated = {s.opening_attribute: s.target[s.opening_attribute]}
     query, page = s.opening(), 1
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-    out = {"success_turn": None, "violations": 0, "unisex_for_gendered": 0, "error": None}
+    out: dict[str, Any] = {"success_turn": None, "violations": 0, "violation_notes": [],
+                           "unisex_for_gendered": 0, "error": None}
     log: list[dict[str, Any]] = []
     for turn_no in range(1, max_turns + 1):
         qs = urllib.parse.urlencode({"q": query, "k": TOP * page, "catalog": catalog})
@@ -362,7 +368,8 @@ def _search_box(client: Client, s: Shopper, catalog: str, max_turns: int,
         log.append({"turn": turn_no, "shopper": {"q": query, "page": page},
                     **_brief({"picks": picks})})
         ok, bad, uni = _judge(s, picks)
-        out["violations"] += bad
+        out["violations"] += len(bad)
+        out["violation_notes"] += [f"T{turn_no} {b}" for b in bad]
         out["unisex_for_gendered"] += uni
         if ok:
             out["success_turn"] = turn_no
@@ -392,6 +399,7 @@ def _summarise(outcomes: list[dict[str, Any]], max_turns: int) -> dict[str, Any]
         "dialogues_with_violation": sum(1 for o in outcomes if o["violations"]),
         "unisex_for_gendered": sum(o["unisex_for_gendered"] for o in outcomes),
         "errors": sum(1 for o in outcomes if o["error"]),
+        "success_turns": {str(t): wins.count(t) for t in sorted(set(wins))},
     }
 
 
@@ -400,16 +408,18 @@ def run_evaluation(client: Client, n_shoppers: int = 300, seed: int = 7,
                    api_key: str | None = None, progress: bool = False) -> dict[str, Any]:
     """Run every simulated shopper against the assistant and against the search box.
 
-    Returns ``{"config", "assistant", "search_box", "failures"}``: the two systems hold, per
-    kind and ``overall``, n, successes, success_at_5, avg_turns_to_success (over successes),
-    avg_turns_overall (failures count as ``max_turns``), violations (violating top-5 picks),
-    dialogues_with_violation, unisex_for_gendered and errors; ``failures`` holds the
-    assistant's failed dialogues with transcripts. ``api_key`` (the server key) is sent when
-    creating conversations and searching, which avoids the anonymous rate limit.
+    Returns ``{"config", "assistant", "search_box", "failures", "violation_notes"}``: the two
+    systems hold, per kind and ``overall``, n, successes, success_at_5, avg_turns_to_success
+    (over successes), avg_turns_overall (failures count as ``max_turns``), violations (violating
+    top-5 picks),
+    dialogues_with_violation, unisex_for_gendered, errors and success_turns (a histogram);
+    ``failures`` holds the assistant's failed dialogues with transcripts and
+    ``violation_notes`` every violating pick of either system. ``api_key`` (the server key) is
+    sent when creating conversations and searching, which avoids the anonymous rate limit.
     """
     shoppers = load_shoppers(n_shoppers, seed, catalog)
     results: dict[str, dict[str, list[dict[str, Any]]]] = {"assistant": {}, "search_box": {}}
-    failures = []
+    failures, violations = [], []
     for i, s in enumerate(shoppers):
         if progress and i % 10 == 0:
             print(f"  shopper {i + 1}/{len(shoppers)}", flush=True)
@@ -417,6 +427,9 @@ def run_evaluation(client: Client, n_shoppers: int = 300, seed: int = 7,
         b = _search_box(client, s, catalog, max_turns, api_key)
         results["assistant"].setdefault(s.kind, []).append(a)
         results["search_box"].setdefault(s.kind, []).append(b)
+        for system, o in (("assistant", a), ("search_box", b)):
+            violations += [{"shopper": s.index, "kind": s.kind, "system": system, "note": v}
+                           for v in o["violation_notes"]]
         if not a["success_turn"]:
             failures.append({"shopper": s.index, "kind": s.kind, "product_id": s.product_id,
                              "title": s.title, "target": {k: s.target[k] for k in MATCH_ON},
@@ -428,6 +441,7 @@ def run_evaluation(client: Client, n_shoppers: int = 300, seed: int = 7,
                    "max_turns": max_turns, "top": TOP, "match_on": list(MATCH_ON),
                    "opening_weights": OPENING_WEIGHTS, "violation_rule": VIOLATION_RULE},
         "failures": failures,
+        "violation_notes": violations,
     }
     for system, by_kind in results.items():
         out[system] = {k: _summarise(by_kind.get(k, []), max_turns) for k in KINDS}
@@ -464,7 +478,7 @@ def format_report(result: dict[str, Any], show_failures: int = 0) -> str:
             a, b = result["assistant"][k][m], result["search_box"][k][m]
             cells.append(f"{'-' if a is None else a!s:>10} | {'-' if b is None else b!s:<9}")
         lines.append(f"{m:<26}" + "".join(f"{c:>22}" for c in cells))
-    lines.append(f"violations: {result['config']['violation_rule']}")
+    lines.append(f"violation rule: {result['config']['violation_rule']}")
     for f in result["failures"][:show_failures]:
         t = f["target"]
         lines.append("")
@@ -481,6 +495,11 @@ def format_report(result: dict[str, Any], show_failures: int = 0) -> str:
                          + (f" asks {q['attribute']} {q['options']}" if q else " (no question)"))
             for title in step["picks"]:
                 lines.append(f"       - {title}")
-    figures = {k: v for k, v in result.items() if k != "failures"}
+    if show_failures and result["violation_notes"]:
+        lines.append("")
+        lines.append("violations:")
+        lines += [f"  #{v['shopper']} {v['kind']} {v['system']}: {v['note']}"
+                  for v in result["violation_notes"][:show_failures * 3]]
+    figures = {k: v for k, v in result.items() if k not in ("failures", "violation_notes")}
     lines.append(json.dumps(figures, sort_keys=True))
     return "\n".join(lines)
