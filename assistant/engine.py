@@ -29,7 +29,7 @@ from .errors import (
 )
 from .machine import Conversation, MachineError, attach
 from .messages import compose_message
-from .questions import Question, choose_question
+from .questions import Question, choose_question, options_for
 from .ranking import Constraints, candidates, hard_mask, pick_json, rank
 from .store import Store, now_iso
 from .understanding import Lexicon, SemanticMatcher, Understanding, load_synonyms, understand
@@ -237,11 +237,14 @@ class Assistant:
         if u.action and not u.has_facts:
             return self._action(ctx, u.action), None
         if u.no_preference and asked and not u.has_facts:
-            _settle(ctx, asked, skipped=True)
+            if u.show_now and asked not in ctx.get("reasked", []):
+                # "Not sure, show me more" to a question: none of those options, so show the
+                # next ones (once) with other picks, before giving the attribute up.
+                ctx["reask"] = asked
+            else:
+                _settle(ctx, asked, skipped=True)
             ctx["question"] = None
             if u.show_now:
-                # "Not sure, show me more": other picks now, and keep narrowing with a
-                # question they can answer.
                 ctx["page_forward"] = True
             return "hear", u
         self._fold(ctx, u, asked)
@@ -407,7 +410,19 @@ class Assistant:
         may_ask = (not ctx.get("show_now") and event not in ("more", "cheaper")
                    and asked_count < self.settings.max_questions)
         if may_ask and conv.state in ("recommending", "refining"):
-            may_ask = int(mask.sum()) > 200
+            may_ask = int(mask.sum()) > 20
+        reask = ctx.pop("reask", None)
+        if reask is not None:
+            ctx.setdefault("reasked", []).append(reask)
+            offered = set(ctx.get("offered", {}).get(reask, [])) | c.avoids.get(reask, set())
+            spec = cat.spec(reask)
+            options = options_for(cat, reask, np.flatnonzero(mask), exclude=offered) \
+                if spec is not None and event not in ("more", "cheaper") else []
+            if len(options) >= 2:
+                question = Question(reask, spec.question if spec else "", options)
+                may_ask = False
+            else:
+                _settle(ctx, reask, skipped=True)
         if may_ask:
             settled = set(ctx.get("wants", {})) | set(ctx.get("skipped", [])) | \
                 set(ctx.get("asked", []))
@@ -417,8 +432,11 @@ class Assistant:
                                        avoided=c.avoids)
         if question is not None:
             ctx["question"] = {"attribute": question.attribute, "options": question.options}
-            ctx.setdefault("asked", []).append(question.attribute)
-            ctx["questions_asked"] = asked_count + 1
+            ctx.setdefault("offered", {}).setdefault(question.attribute, []).extend(
+                o["value"] for o in question.options)
+            if question.attribute not in ctx.setdefault("asked", []):
+                ctx["asked"].append(question.attribute)
+                ctx["questions_asked"] = asked_count + 1
             turn["question"] = question.to_json()
         else:
             ctx["question"] = None

@@ -14,8 +14,8 @@ from catalog.facets import entropy_bits, value_counts
 
 __all__ = ["MIN_BITS", "Question", "choose_question", "label_for", "options_for"]
 
-MIN_BITS = 0.9        # below this, an answer would hardly change the picks: show them instead
-MAX_TOP_SHARE = 0.85  # one value already holds most candidates: not worth a question
+MIN_BITS = 0.7        # below this, an answer would hardly change the picks: show them instead
+MAX_TOP_SHARE = 0.9   # one value already holds most candidates: not worth a question
 MAX_OPTIONS = 12
 
 

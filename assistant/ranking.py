@@ -190,15 +190,17 @@ def select_diverse(catalog: Catalog, ranked: Ranked, k: int, pinned: set[str],
         else:
             attr_sim = np.zeros(len(pool))
         max_sim = np.maximum(max_sim, 0.5 * vec_sim + 0.5 * attr_sim)
-    return _vary(catalog, [int(pool[i]) for i in chosen], pool, pinned)
+    return _vary(catalog, [int(pool[i]) for i in chosen], ranked.rows, pinned)
 
 
 def _vary(catalog: Catalog, chosen: list[int], pool: NDArray[np.int64], pinned: set[str]
           ) -> list[int]:
-    """Unless the shopper pinned it, the first five picks never share one colour or brand
-    when the pool holds another: the best-ranked other one moves up to fifth (fourth) place."""
+    """Unless the shopper pinned it, the first five picks never share one gender, colour or
+    brand when the candidates hold another: the best-ranked other one moves up to fifth
+    (fourth, third) place. Who it is for comes first: a shopper who never said it may be
+    shopping for someone the nearest products are not for."""
     place = min(len(chosen), 5) - 1
-    for attr in ("colour", "brand"):
+    for attr in ("gender", "colour", "brand"):
         top = chosen[:5]
         if attr in pinned or attr not in catalog.codes or len(top) < 3:
             continue

@@ -55,3 +55,24 @@ def test_no_question_when_little_is_left(fashion: Catalog) -> None:
 def test_labels_read_naturally() -> None:
     assert label_for("Navy Blue") == "Navy blue"
     assert label_for("Tshirts") == "Tshirts"
+
+
+def test_not_sure_shows_the_next_options_once_then_moves_on(chat) -> None:  # type: ignore[no-untyped-def]
+    c = chat("something for my husband")
+    first = c.turn["question"]
+    assert first is not None
+    before = {p["product_id"] for p in c.picks}
+    again = c.say("not sure, show me more")["question"]
+    # The same question with the options not offered yet, and other picks.
+    assert again["attribute"] == first["attribute"]
+    assert not {o["value"] for o in first["options"]} & {o["value"] for o in again["options"]}
+    assert not before & {p["product_id"] for p in c.picks}
+    third = c.say("not sure, show me more")["question"]
+    assert third is None or third["attribute"] != first["attribute"]
+
+
+def test_picks_span_who_they_are_for_until_the_shopper_says(chat) -> None:  # type: ignore[no-untyped-def]
+    open_ended = chat("running shoes")
+    assert len({p["attributes"].get("gender") for p in open_ended.picks}) >= 2
+    for_him = chat("running shoes for my husband")
+    assert {p["attributes"].get("gender") for p in for_him.picks} <= {"Men", "Unisex"}

@@ -35,6 +35,9 @@ WANTS = [
     ("formal shoes for the office", {"article_type": {"Formal Shoes"}, "usage": {"Formal"}}),
     ("BLUE T-SHIRTS", {"colour": {"Blue"}, "article_type": {"Tshirts"}}),
     ("a handbag for her", {"article_type": {"Handbags"}, "gender": {"Women"}}),
+    ("a vest", {"article_type": {"Innerwear Vests"}}),
+    ("a nightie", {"article_type": {"Nightdress"}}),
+    ("a night suit", {"article_type": {"Night suits"}}),
 ]
 
 

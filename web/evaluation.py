@@ -62,7 +62,7 @@ ARTICLE_PHRASES = {
     "Innerwear Vests": "a vest", "Kurtis": "a kurti", "Tunics": "a tunic",
     "Nightdress": "a nightie", "Leggings": "leggings", "Pendant": "a pendant",
     "Capris": "capris", "Necklace and Chains": "a necklace", "Lip Gloss": "lip gloss",
-    "Night suits": "pyjamas", "Trunk": "trunks", "Skirts": "a skirt", "Scarves": "a scarf",
+    "Night suits": "a night suit", "Trunk": "trunks", "Skirts": "a skirt", "Scarves": "a scarf",
 }
 GENDER_OPENINGS = {
     "Men": "something for my husband", "Women": "something for my wife",
