@@ -221,13 +221,41 @@ def _money(value: float, currency: str | None) -> str:
     return f"{symbol}{amount}" if symbol else f"{amount} {currency or ''}".strip()
 
 
+_IMPLIED: dict[tuple[str, int, str, str, str], bool] = {}
+
+
+def _implies(catalog: Catalog, attr: str, value: str, other: str) -> bool:
+    """True when every product with ``attr == value`` shares one value of ``other`` and
+    ``attr`` is the finer attribute (more values): its reason already says the other's."""
+    key = (catalog.name, len(catalog.products), attr, value, other)
+    hit = _IMPLIED.get(key)
+    if hit is None:
+        values = catalog.values.get(attr, [])
+        codes = catalog.codes.get(attr)
+        if codes is None or other not in catalog.codes or value not in values or \
+                len(values) <= len(catalog.values.get(other, [])):
+            hit = False
+        else:
+            rows = codes == values.index(value)
+            seen = np.unique(catalog.codes[other][rows])
+            hit = len(seen) == 1 and int(seen[0]) >= 0
+        if len(_IMPLIED) > 100_000:
+            _IMPLIED.clear()
+        _IMPLIED[key] = hit
+    return hit
+
+
 def reasons_for(catalog: Catalog, row: int, c: Constraints, query_words: str = "") -> list[str]:
     """Short sentences a shopper understands, saying why this product was picked."""
     product = catalog.products[row]
     attrs = product.attributes
     out: list[str] = []
+    matched = [a for a, values in c.wants.items() if attrs.get(a) in values]
     for attr, values in c.wants.items():
         value = attrs.get(attr)
+        if value in values and any(_implies(catalog, other, attrs[other], attr)
+                                   for other in matched if other != attr):
+            continue  # "Casual shoes, as you asked" already says "Shoes" and "Footwear"
         if value in values:
             said = f"For {value.lower()}" if attr == "gender" else label_for(value)
             out.append(f"{said}, as you asked")
