@@ -38,15 +38,22 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--show-failures", type=int, default=0, metavar="K",
                    help="print K failed assistant dialogues")
     p.add_argument("--json", action="store_true", help="print only the JSON line")
+    p.add_argument("--embedder", choices=("onnx", "torch"),
+                   help="in process: what encodes shoppers' words (default $SHOPPER_EMBEDDER, "
+                        "else onnx when onnxruntime is installed, as the server)")
     args = p.parse_args(argv)
     api_key = args.api_key
+    embedder = None
     if args.url:
         client: HttpClient | FlaskClient = HttpClient(args.url)
     else:
         client, api_key = in_process_client(
-            args.data_dir, **({"API_KEY": api_key} if api_key else {}))
+            args.data_dir, **({"API_KEY": api_key} if api_key else {}),
+            **({"EMBEDDER": args.embedder} if args.embedder else {}))
+        embedder = client.app.extensions["shopper"].assistant.embedder.name
     result = run_evaluation(client, args.shoppers, args.seed, args.catalog, args.max_turns,
                             api_key=api_key, progress=not args.json)
+    result["embedder"] = embedder
     if args.json:
         print(json.dumps({k: v for k, v in result.items()
                           if k not in ("failures", "violation_notes")}, sort_keys=True))

@@ -103,6 +103,11 @@ class FlaskClient:
     def __init__(self, test_client: Any) -> None:
         self._c = test_client
 
+    @property
+    def app(self) -> Any:
+        """The Flask app behind the client."""
+        return self._c.application
+
     def post(self, path: str, json: Any = None, headers: dict[str, str] | None = None) -> Response:
         r = self._c.post(path, json=json, headers=headers or {})
         return Response(r.status_code, r.get_json(silent=True))
@@ -145,7 +150,9 @@ class HttpClient:
 
 def in_process_client(data_dir: str, **config: Any) -> tuple[FlaskClient, str]:
     """Build the app in this process on ``data_dir`` (importing the bundled catalogs on first
-    use, which takes minutes) and return a client for it and the server key it uses."""
+    use, which takes minutes) and return a client for it and the server key it uses. Shoppers'
+    words are encoded as the server does (``EMBEDDER`` in ``config``, else $SHOPPER_EMBEDDER,
+    else the int8 ONNX model when onnxruntime is installed)."""
     from web import create_app
 
     app = create_app({"DATA_DIR": data_dir, "TESTING": True, "IMPORT_BUNDLED": True, **config})

@@ -135,12 +135,15 @@ def catalogs_built(data_dir: Path) -> list[str]:
 
 
 def scratch_data_dir(data_dir: Path) -> Path:
-    """A fresh data dir whose ``catalogs`` is a link to ``data_dir/catalogs``: the server
-    serves the built indexes but writes its conversations to an empty SQLite file."""
+    """A fresh data dir whose ``catalogs`` and ``models`` are links to ``data_dir``'s: the
+    server serves the built indexes and the exported ONNX model (exporting it there once)
+    but writes its conversations to an empty SQLite file."""
     from assistant.store import open_db
 
     tmp = Path(tempfile.mkdtemp(prefix="shopper-bench-"))
     (tmp / "catalogs").symlink_to((data_dir / "catalogs").resolve(), target_is_directory=True)
+    (data_dir / "models").mkdir(exist_ok=True)
+    (tmp / "models").symlink_to((data_dir / "models").resolve(), target_is_directory=True)
     # Migrate here: two workers migrating a fresh database at once can fail to boot
     # ("database is locked", see docs/performance.md); that is not what is measured.
     open_db(tmp / "shopper.db").conn.close()

@@ -1,7 +1,8 @@
 """One turn against its floor, in one process.
 
-The floor is what no turn can beat: encode one short query with the model and search the
-fashion index (k=10). A full turn goes through the Flask test client: routing, auth, loading
+The floor is what no turn can beat: encode one short query with the model the turn uses
+(``--embedder``: the int8 ONNX copy or the full torch model) and search the fashion index
+(k=10). A full turn goes through the Flask test client: routing, auth, loading
 the conversation from SQLite, understanding, the hard filter, cosine over the candidates,
 the next question, MMR picks with reasons, the message, and the write. Shoppers hold real
 conversations (typed openings, taps, typed answers, more, feedback, refinements). One floor
@@ -60,20 +61,26 @@ class CountingEmbedder:
         return out
 
 
-def build_app(data_dir: Path, torch_threads: int | None) -> tuple[Any, Any, Any]:
-    """The app over the built catalogs of ``data_dir`` and a fresh SQLite file."""
+def build_app(data_dir: Path, torch_threads: int | None, embedder_kind: str | None = None,
+              onnx_threads: int = 1) -> tuple[Any, Any, Any]:
+    """The app over the built catalogs of ``data_dir`` and a fresh SQLite file, with the
+    query embedder the server would pick for ``embedder_kind`` (onnx, torch, None)."""
     from assistant.engine import Assistant
     from catalog.catalog import load_catalog
     from catalog.embedder import CachedEmbedder, SentenceTransformerEmbedder
+    from catalog.onnx_model import check_texts_from, onnx_dir, query_embedder
     from web import Services, create_app
 
     names = catalogs_built(data_dir)
     if "fashion" not in names:
         raise SystemExit(f"no built fashion catalog in {data_dir}/catalogs: build it first "
                          "(see docs/performance.md)")
-    counting = CountingEmbedder(SentenceTransformerEmbedder(threads=torch_threads))
-    embedder = CachedEmbedder(counting)
     catalogs = {n: load_catalog(data_dir, n) for n in names}
+    query = query_embedder(embedder_kind, onnx_dir(data_dir, os.environ.get("SHOPPER_ONNX_DIR")),
+                           SentenceTransformerEmbedder(threads=torch_threads),
+                           threads=onnx_threads, check_texts=check_texts_from(catalogs))
+    counting = CountingEmbedder(query)
+    embedder = CachedEmbedder(counting)
     db_dir = Path(tempfile.mkdtemp(prefix="shopper-bench-turn-"))
     svc = Services(data_dir=db_dir, api_key=KEY)
     embedder.embed(["warm up"])
@@ -134,9 +141,10 @@ def _queries(n: int, seed: int) -> list[str]:
 
 
 def run(data_dir: Path, turns: int, warmup: int, seed: int, torch_threads: int | None,
-        profile_turns: int) -> dict[str, Any]:
+        profile_turns: int, embedder_kind: str | None = None,
+        onnx_threads: int = 1) -> dict[str, Any]:
     t_load = time.perf_counter()
-    app, svc, counting = build_app(data_dir, torch_threads)
+    app, svc, counting = build_app(data_dir, torch_threads, embedder_kind, onnx_threads)
     load_s = time.perf_counter() - t_load
     fashion = svc.assistant.catalogs["fashion"]
     inner = counting.inner
@@ -145,9 +153,12 @@ def run(data_dir: Path, turns: int, warmup: int, seed: int, torch_threads: int |
     stream = driver.conversations()
     queries = _queries(turns + warmup, seed + 1)
 
+    encode_s: list[float] = []
+
     def floor_once(q: str) -> float:
         t0 = time.perf_counter()
         vec = inner.embed([q])[0]
+        encode_s.append(time.perf_counter() - t0)
         fashion.index.search(vec, 10)
         return time.perf_counter() - t0
 
@@ -155,6 +166,7 @@ def run(data_dir: Path, turns: int, warmup: int, seed: int, torch_threads: int |
         next(stream)
         floor_once(queries[i])
     calls0 = counting.calls
+    del encode_s[:]
     turn_s: list[float] = []
     floor_s: list[float] = []
     by_kind: dict[str, list[float]] = {}
@@ -180,9 +192,11 @@ def run(data_dir: Path, turns: int, warmup: int, seed: int, torch_threads: int |
     t, f = summary(turn_s), summary(floor_s)
     figures: dict[str, Any] = {
         "benchmark": "turn", "machine": machine(), "data_dir": str(data_dir),
-        "torch_threads": torch_threads, "blas_threads": _blas_threads(),
+        "embedder": inner.name, "torch_threads": torch_threads,
+        "onnx_threads": onnx_threads if "onnx" in inner.name else None,
+        "blas_threads": _blas_threads(),
         "turns": turns, "warmup": warmup,
-        "floor": f, "turn": t,
+        "floor": f, "floor_encode": summary(encode_s), "turn": t,
         "ratio_median": round(t["p50_ms"] / f["p50_ms"], 2),
         "ratio_p99": round(t["p99_ms"] / f["p50_ms"], 2),
         "ratio_p99_to_floor_p99": round(t["p99_ms"] / f["p99_ms"], 2),
@@ -219,6 +233,7 @@ _WATCH = [
     ("engine: _interpret (understanding)", "engine.py", "_interpret"),
     ("engine: _respond (plan)", "engine.py", "_respond"),
     ("model: SentenceTransformer.encode", "sentence_transformer/model.py", "encode"),
+    ("model: onnxruntime InferenceSession.run", "onnxruntime_inference_collection.py", "run"),
     ("index: FaissIndex.scores (cosine)", "catalog/index.py", "scores"),
     ("ranking: hard_mask", "ranking.py", "hard_mask"),
     ("ranking: candidates", "ranking.py", "candidates"),
@@ -257,8 +272,10 @@ def _hotspots(prof: cProfile.Profile, n: int) -> tuple[list[tuple[str, float, fl
 
 def report(fig: dict[str, Any]) -> str:
     f, t = fig["floor"], fig["turn"]
-    rows = [["floor: encode + search fashion (k=10)", f["n"], f["p50_ms"], f["p95_ms"],
-             f["p99_ms"], "-"],
+    rows = [[f"floor: encode ({fig['embedder']}) + search fashion (k=10)", f["n"], f["p50_ms"],
+             f["p95_ms"], f["p99_ms"], "-"],
+            ["  of which: encode", fig["floor_encode"]["n"], fig["floor_encode"]["p50_ms"],
+             fig["floor_encode"]["p95_ms"], fig["floor_encode"]["p99_ms"], ""],
             ["full turn (Flask test client)", t["n"], t["p50_ms"], t["p95_ms"], t["p99_ms"],
              f"median {fig['ratio_median']}x, p99 {fig['ratio_p99']}x floor"]]
     for kind, s in sorted(fig["turn_by_kind"].items()):
@@ -268,7 +285,8 @@ def report(fig: dict[str, Any]) -> str:
              f"targets: median <= {TARGET_MEDIAN}x floor, p99 <= {TARGET_P99}x floor "
              f"(floor median): {'met' if fig['meets_targets'] else 'NOT met'}",
              f"model calls per turn (cache misses): {fig['model_calls_per_turn']}; "
-             f"errors: {fig['errors']}; torch threads: {fig['torch_threads']}; thread pools: "
+             f"errors: {fig['errors']}; query embedder: {fig['embedder']}; torch threads: "
+             f"{fig['torch_threads']}; onnx threads: {fig['onnx_threads']}; thread pools: "
              f"{fig['blas_threads']}",
              f"example conversation: {' -> '.join(fig['example_conversation'])}"]
     if fig["profile_ms_per_turn"]:
@@ -291,6 +309,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=5)
     p.add_argument("--torch-threads", type=int, default=1,
                    help="as `shopper serve` sets per worker (default 1)")
+    p.add_argument("--embedder", choices=("onnx", "torch"),
+                   default=os.environ.get("SHOPPER_EMBEDDER") or None,
+                   help="what encodes queries, in the turn and the floor alike (default "
+                        "$SHOPPER_EMBEDDER, else as the server: onnx when onnxruntime is "
+                        "installed)")
+    p.add_argument("--onnx-threads", type=int, default=1,
+                   help="as `shopper serve` sets per worker (default 1)")
     p.add_argument("--profile", type=int, default=100, metavar="N",
                    help="then profile N more turns with cProfile (0: do not)")
     p.add_argument("--blas-threads", type=int, default=None,
@@ -303,7 +328,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     fig = run(Path(args.data_dir).resolve(), args.turns, args.warmup, args.seed,
-              args.torch_threads, args.profile)
+              args.torch_threads, args.profile, args.embedder, args.onnx_threads)
     print(report(fig))
     fig.pop("_profile_text", None)
     shutil.rmtree(fig.pop("_db_dir"), ignore_errors=True)
