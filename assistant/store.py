@@ -6,20 +6,27 @@ opens one in WAL mode with a busy timeout. The schema lives in ``MIGRATIONS``.
 
 from __future__ import annotations
 
+import errno
 import json
+import logging
+import os
 import sqlite3
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import sqlite_utils
 
 from .errors import Conflict, ConversationNotFound
 from .machine import Conversation
 
-__all__ = ["MIGRATIONS", "SHOPPER_TABLES", "Store", "now_iso", "open_db"]
+__all__ = ["MIGRATIONS", "SHOPPER_TABLES", "Store", "now_iso", "open_db", "storage_fault"]
+
+log = logging.getLogger(__name__)
 
 MIGRATIONS = sqlite_utils.Migrations("personal-shopper")
 
@@ -30,6 +37,7 @@ SHOPPER_TABLES = {
     "events": "shopper_id",
     "recipients": "shopper_id",
     "link_codes": "shopper_id",
+    "shopper_contacts": "shopper_id",
 }
 
 
@@ -85,20 +93,107 @@ def m005_conversations_looking_at(db: sqlite_utils.Database) -> None:
     db["conversations"].add_column("looking_at", str)
 
 
+@MIGRATIONS()
+def m006_create_shopper_contacts(db: sqlite_utils.Database) -> None:
+    # The e-mail the shop gives for a shopper, so a phone agent can find a caller by it.
+    db["shopper_contacts"].create({"shopper_id": str, "email": str, "updated_at": str},
+                                  pk="shopper_id", not_null={"email"})
+    db["shopper_contacts"].create_index(["email"])
+
+
 def open_db(path: str | Path) -> sqlite_utils.Database:
-    """Open the database in WAL mode (readers never block the writer), apply migrations."""
-    conn = sqlite3.connect(str(path), timeout=15, check_same_thread=False,
-                           isolation_level=None)
-    conn.execute("PRAGMA journal_mode=WAL")
+    """Open the database in WAL mode (readers never block the writer), apply migrations.
+
+    When it cannot be opened for writing (a read-only data dir, a disk too full for the
+    write-ahead log's files) it is opened read-only, so reads go on while every write raises
+    sqlite3.OperationalError; ``db.read_only_reason`` then says why. Raises
+    sqlite3.OperationalError when it cannot be opened at all.
+    """
+    try:
+        conn = sqlite3.connect(str(path), timeout=15, check_same_thread=False,
+                               isolation_level=None)
+        _wal(conn)
+    except sqlite3.OperationalError as exc:
+        db = _open_read_only(Path(path), exc)
+        why = "the data dir is read-only" if not os.access(Path(path).parent, os.W_OK) \
+            else str(exc)
+        log.warning("%s cannot be written (%s): serving reads only", path, why)
+        return db
     conn.execute("PRAGMA synchronous=NORMAL")
     conn.execute("PRAGMA busy_timeout=15000")
     conn.execute("PRAGMA foreign_keys=ON")
+    # Deleted rows are overwritten with zeros, so a forgotten shopper's words do not linger
+    # in free pages or free space inside pages of the file.
+    conn.execute("PRAGMA secure_delete=ON")
     db = sqlite_utils.Database(conn)
     if MIGRATIONS.pending(db):
+        # One process migrates (several workers or servers may start at once); the others
+        # wait for the lock and then find nothing left to do.
         with _immediate(db):
-            pass
-        MIGRATIONS.apply(db)
+            if MIGRATIONS.pending(db):
+                MIGRATIONS.apply(db)
     return db
+
+
+def _wal(conn: sqlite3.Connection) -> None:
+    """Switch to WAL. On a new file two processes doing it at once get "database is locked"
+    at once (the busy timeout does not apply), so wait here."""
+    deadline = time.monotonic() + 15
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if storage_fault(exc) != "busy" or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
+def _open_read_only(path: Path, why: sqlite3.OperationalError) -> sqlite_utils.Database:
+    """A read-only connection, or ``why`` raised again when there is none to be had."""
+    if not path.exists() or storage_fault(why) == "busy":
+        raise why
+    uris = [f"file:{quote(str(path))}?mode=ro"]
+    if not Path(f"{path}-wal").exists():
+        # Without -shm a WAL database opens only as immutable; with no -wal nothing is
+        # missed, and nobody can write a read-only or full disk meanwhile.
+        uris.append(f"file:{quote(str(path))}?immutable=1")
+    for uri in uris:
+        try:
+            conn = sqlite3.connect(uri, uri=True, timeout=15, check_same_thread=False,
+                                   isolation_level=None)
+            conn.execute("PRAGMA busy_timeout=15000")
+            conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        except sqlite3.OperationalError:
+            continue
+        db = sqlite_utils.Database(conn)
+        if MIGRATIONS.pending(db):
+            conn.close()
+            raise why
+        db.read_only_reason = str(why)  # type: ignore[attr-defined]
+        return db
+    raise why
+
+
+def storage_fault(exc: BaseException) -> str | None:
+    """What a storage error means: ``"full"`` (no space left), ``"read_only"``, ``"busy"``
+    (the lock wait timed out) or ``"unavailable"`` (any other I/O or open failure, a damaged
+    file); None when it is a bug (a constraint, a programming error), not the storage."""
+    if isinstance(exc, sqlite3.OperationalError) or type(exc) is sqlite3.DatabaseError:
+        code = (getattr(exc, "sqlite_errorcode", None) or 0) & 0xFF
+        text = str(exc).lower()
+        if code == sqlite3.SQLITE_FULL or "disk is full" in text:
+            return "full"
+        if code == sqlite3.SQLITE_READONLY or "readonly" in text:
+            return "read_only"
+        if code in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED) or "locked" in text:
+            return "busy"
+        return "unavailable"
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return "full"
+    if isinstance(exc, OSError) and exc.errno == errno.EROFS:
+        return "read_only"
+    return None
 
 
 @contextmanager
@@ -107,11 +202,17 @@ def _immediate(db: sqlite_utils.Database) -> Iterator[None]:
     db.conn.execute("BEGIN IMMEDIATE")
     try:
         yield
-    except BaseException:
-        db.conn.execute("ROLLBACK")
-        raise
-    else:
         db.conn.execute("COMMIT")
+    except BaseException:
+        # A failed COMMIT (a full or read-only disk) must not leave this thread's connection
+        # inside the transaction; SQLite may also have rolled back already. The original
+        # error is the one to raise.
+        if db.conn.in_transaction:
+            try:
+                db.conn.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass
+        raise
 
 
 def _conversation(row: dict[str, Any]) -> Conversation:
@@ -270,18 +371,64 @@ class Store:
         return out
 
     def forget_shopper(self, shopper_id: str) -> dict[str, int]:
-        """Delete every row about the shopper from every table; returns rows per table."""
+        """Delete every row about the shopper from every table; returns rows per table.
+
+        Run it inside a transaction. Every table with a ``shopper_id`` column loses the
+        shopper's rows, and every table with a ``conversation_id`` column loses the rows of
+        the shopper's conversations: those that name them now and those their rows point to
+        (a kiosk conversation they linked to and left keeps no shopper_id, but their link
+        event names it). That covers the agents' audit log and any table added later that
+        follows these names. Rate-limit counters keyed by their conversations go too.
+        """
+        columns = {t: set(self.db[t].columns_dict) for t in self.db.table_names()}
+        conv_ids = {r[0] for r in self.db.execute(
+            "SELECT conversation_id FROM conversations WHERE shopper_id = ?", [shopper_id])}
+        for table, cols in columns.items():
+            if table != "conversations" and {"shopper_id", "conversation_id"} <= cols:
+                conv_ids |= {r[0] for r in self.db.execute(
+                    f"SELECT DISTINCT conversation_id FROM [{table}] WHERE shopper_id = ? "
+                    "AND conversation_id IS NOT NULL", [shopper_id])}
+        ids = sorted(conv_ids)
+        chunks = [ids[i:i + 500] for i in range(0, len(ids), 500)]  # SQLite's variable limit
         counts: dict[str, int] = {}
-        conv_ids = [r["conversation_id"] for r in self.db["conversations"].rows_where(
-            "shopper_id = ?", [shopper_id], select="conversation_id")]
-        counts["turns"] = 0
-        for cid in conv_ids:
-            counts["turns"] += self.db.execute(
-                "DELETE FROM turns WHERE conversation_id = ?", [cid]).rowcount
-        for table, column in SHOPPER_TABLES.items():
-            counts[table] = self.db.execute(
-                f"DELETE FROM [{table}] WHERE [{column}] = ?", [shopper_id]).rowcount
+        # conversations last: turns point to it.
+        for table in sorted(columns, key=lambda t: t == "conversations"):
+            cols = columns[table]
+            if "conversation_id" in cols:
+                for chunk in chunks:
+                    counts[table] = counts.get(table, 0) + self.db.execute(
+                        f"DELETE FROM [{table}] WHERE conversation_id IN "
+                        f"({', '.join('?' * len(chunk))})", chunk).rowcount
+            if "shopper_id" in cols:
+                counts[table] = counts.get(table, 0) + self.db.execute(
+                    f"DELETE FROM [{table}] WHERE shopper_id = ?", [shopper_id]).rowcount
+        if "throttle" in columns:
+            for chunk in chunks:
+                counts["throttle"] = counts.get("throttle", 0) + self.db.execute(
+                    f"DELETE FROM throttle WHERE key IN ({', '.join('?' * len(chunk))})",
+                    [f"link:{cid}" for cid in chunk]).rowcount
         return counts
+
+    def scrub(self) -> bool:
+        """Fold the write-ahead log into the database file and truncate it, so deleted rows
+        survive in neither (with secure_delete they are zeroed in the file). Run it outside a
+        transaction. Returns False when readers kept it from finishing; the log is then
+        reused and overwritten as the server writes.
+        """
+        busy, _, _ = self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        return not busy
+
+    def set_email(self, shopper_id: str, email: str) -> None:
+        """Keep the shop's e-mail for the shopper (lower-cased), replacing an older one."""
+        self.db["shopper_contacts"].upsert({"shopper_id": shopper_id,
+                                            "email": email.strip().casefold(),
+                                            "updated_at": now_iso()}, pk="shopper_id")
+
+    def shopper_by_email(self, email: str) -> str | None:
+        row = self.db.execute("SELECT shopper_id FROM shopper_contacts WHERE email = ? "
+                              "ORDER BY updated_at DESC LIMIT 1",
+                              [email.strip().casefold()]).fetchone()
+        return row[0] if row else None
 
     def shopper_known(self, shopper_id: str) -> bool:
         return any(

@@ -12,6 +12,7 @@ import json
 import logging
 import math
 import os
+import shlex
 import shutil
 import time
 from collections.abc import Iterator, Sequence
@@ -38,6 +39,7 @@ __all__ = [
     "ensure_catalog",
     "load_catalog",
     "product_text",
+    "rebuild_command",
 ]
 
 log = logging.getLogger(__name__)
@@ -188,6 +190,15 @@ def ensure_catalog(
     digest = _source_hash(mapping, source, mapping_raw, embedder.name, limit, every)
     root = data_dir / "catalogs"
     folder = root / name
+    if not force:
+        # The usual start: this exact build is there. Read it without the lock, which needs
+        # a writable data dir; a build in progress is swapped in by renaming, so a miss here
+        # falls through to the locked path.
+        try:
+            if json.loads((folder / "manifest.json").read_text()).get("source_hash") == digest:
+                return load_catalog(data_dir, name)
+        except (FileNotFoundError, ValueError, CatalogNotBuilt, CatalogCorrupt):
+            pass
     with _build_lock(root):
         if not force:
             try:
@@ -237,32 +248,39 @@ def ensure_catalog(
         return load_catalog(data_dir, name)
 
 
+def rebuild_command(data_dir: Path, name: str) -> str:
+    """The command that rebuilds a catalog in this data dir, to quote in error messages."""
+    where = shlex.quote(str(Path(data_dir).resolve()))
+    if name in BUNDLED:
+        return f"shopper catalog rebuild --name {name} --data-dir {where}"
+    return (f"shopper catalog import FILE --name {shlex.quote(name)} --mapping MAPPING.json "
+            f"--data-dir {where} --force")
+
+
 def load_catalog(data_dir: Path, name: str) -> Catalog:
     """Load a built catalog from the data dir.
 
-    Raises CatalogNotBuilt when it was never built, CatalogCorrupt when its files are damaged.
+    Raises CatalogNotBuilt when it was never built, CatalogCorrupt when its files are damaged;
+    both messages name the command that fixes it.
     """
     folder = data_dir / "catalogs" / name
     if not (folder / "manifest.json").exists():
         raise CatalogNotBuilt(
-            f"catalog {name!r} is not built in {data_dir}: run "
-            f"`shopper catalog import FILE --name {name} --mapping MAPPING.json` "
-            "(bundled catalogs build on `shopper serve`)")
+            f"catalog {name!r} is not built in {data_dir}: run `{rebuild_command(data_dir, name)}`"
+            + (" (or `shopper serve` without --no-import)" if name in BUNDLED else ""))
+    fix = f"rebuild it with `{rebuild_command(data_dir, name)}`"
     try:
         manifest = json.loads((folder / "manifest.json").read_text())
         with open(folder / "products.json", encoding="utf-8") as fh:
             products = [Product.from_json(r) for r in json.load(fh)]
         index = FaissIndex.load(folder)
     except (OSError, ValueError, RuntimeError, KeyError) as exc:
-        raise CatalogCorrupt(
-            f"catalog {name!r} in {folder} is damaged ({exc}); rebuild it with "
-            f"`shopper catalog rebuild --name {name}` or delete the folder and restart"
-        ) from exc
+        raise CatalogCorrupt(f"catalog {name!r} in {folder} is damaged ({exc}); {fix}") from exc
     if manifest.get("format") != FORMAT_VERSION:
-        raise CatalogCorrupt(f"catalog {name!r} was built by another version; rebuild it")
+        raise CatalogCorrupt(f"catalog {name!r} was built by another version; {fix}")
     if len(index) != len(products):
         raise CatalogCorrupt(
-            f"catalog {name!r}: {len(products)} products but {len(index)} vectors; rebuild it")
+            f"catalog {name!r}: {len(products)} products but {len(index)} vectors; {fix}")
     mapping = mapping_from_dict(manifest["mapping"], default_name=name)
     facet_by_name = {f["name"]: f for f in manifest["facets"]}
     facets = [FacetStats(s.name, facet_by_name[s.name]["coverage"],

@@ -52,7 +52,6 @@ from .api import (
     problem,
     require_server,
 )
-from .pages import CONTENT_SECURITY_POLICY
 from .stock import StockBook
 
 __all__ = ["SHARE_MINUTES", "bp", "new_code"]
@@ -193,6 +192,9 @@ def link(conversation_id: str) -> Any:
                 agents.note(key)
         else:
             store.set_conversation_shopper(conversation_id, shopper_id)
+            # Kept with the shopper's events: the conversation is theirs even after the kiosk
+            # unlinks it, so forgetting them deletes it too.
+            store.add_event(shopper_id, "link", conversation_id=conversation_id)
     if shopper_id is None:
         raise InvalidInput("that code is wrong or has expired; make a new one on your "
                            "profile page")
@@ -234,7 +236,8 @@ def claim_handoff() -> Any:
     """An agent (or the shop's backend) continues a handed-off conversation by its code."""
     agent = _agent()
     if agent is None and not _is_server():
-        raise Unauthorized("hand-offs are taken by an agent logged in to the console")
+        raise Unauthorized("hand-offs are taken by an agent logged in to the console",
+                           401 if request.headers.get("Authorization") is None else 403)
     code = _clean_code(_body().get("code"))
     store = services().store()
     cid = store.conversation_by_code(code)
@@ -287,25 +290,15 @@ def _shared(token: str) -> dict[str, Any] | None:
     return data
 
 
-def _page_headers(response: Response) -> Response:
-    response.headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY
-    response.headers["X-Content-Type-Options"] = "nosniff"
-    response.headers["Referrer-Policy"] = "no-referrer"
-    response.headers["Cache-Control"] = "no-store"
-    return response
-
-
 @bp.get("/p/<token>")
 def shared_picks(token: str) -> Response:
     """The picks a shopper took along from a kiosk, as a plain page (no script)."""
     data = _shared(token)
     if data is None:
-        resp = make_response(render_template("shared/picks.html", products=None), 410)
-        return _page_headers(resp)
+        return make_response(render_template("shared/picks.html", products=None), 410)
     cat = _assistant().catalog(data.get("c"))
     products = [p.to_json() for p in (cat.product(i) for i in data.get("p", [])) if p]
-    return _page_headers(make_response(render_template("shared/picks.html",
-                                                       products=products)))
+    return make_response(render_template("shared/picks.html", products=products))
 
 
 @bp.get("/p/<token>/qr.svg")
@@ -314,12 +307,12 @@ def shared_qr(token: str) -> Response:
     import segno
 
     if _shared(token) is None:
-        return _page_headers(Response("expired", status=410, mimetype="text/plain"))
+        return Response("expired", status=410, mimetype="text/plain")
     base = (current_app.config.get("PUBLIC_URL") or request.host_url).rstrip("/")
     out = io.BytesIO()
     segno.make(f"{base}/p/{token}", error="m").save(out, kind="svg", scale=6, border=2,
                                                     title="Scan to open your picks")
-    return _page_headers(Response(out.getvalue(), mimetype="image/svg+xml"))
+    return Response(out.getvalue(), mimetype="image/svg+xml")
 
 
 # Events (for the console's purchase list) --------------------------------------------------

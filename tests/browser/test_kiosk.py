@@ -58,7 +58,7 @@ def test_kiosk_touch_conversation_stock_link_qr_and_idle_wipe(
     tap_keys(page, "shoes")
     expect(page.get_by_role("textbox", name="What you are looking for")).to_have_value("shoes")
     turn = act(page, page.locator(".osk-key--submit").tap)
-    conversation_id = turn["conversation_id"]
+    conversation_id, token = turn["conversation_id"], turn["token"]
     for _ in range(4):
         if turn["picks"] and not turn["question"]:
             break
@@ -114,6 +114,17 @@ def test_kiosk_touch_conversation_stock_link_qr_and_idle_wipe(
     body = page.locator("body").inner_text()
     assert all(p["title"] not in body for p in turn["picks"])
     assert page.evaluate("sessionStorage.length + localStorage.length") == 0
+    # Nothing that names the conversation or the shopper is left for the next person: not in
+    # storage, cookies, IndexedDB, caches, the page's markup or its address.
+    left = page.evaluate("""async () => ({
+        text: JSON.stringify([Object.entries(sessionStorage), Object.entries(localStorage)])
+              + document.cookie + document.documentElement.outerHTML + location.href,
+        idb: indexedDB.databases ? (await indexedDB.databases()).map(d => d.name) : [],
+        caches: self.caches ? await caches.keys() : []})""")
+    for secret in (conversation_id, token, "kiosk-shopper", made.json()["code"]):
+        assert secret not in left["text"]
+    assert left["idb"] == [] and left["caches"] == []
+    assert page.context.cookies() == []
     screenshot(page, "kiosk-wiped")
 
     def finished() -> bool:

@@ -3,75 +3,12 @@ and a restart in the middle that loses nothing."""
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
-import signal
-import subprocess
-import sys
-import urllib.error
-import urllib.request
-from collections.abc import Iterator
-from pathlib import Path
-from typing import Any
-
 import pytest
 
-from tests.browser.conftest import find_free_port, wait_for_health
+from tests.e2e.conftest import KEY, Server
 
 pytestmark = pytest.mark.e2e
-KEY = "e2e-server-key"
-
-
-class Server:
-    def __init__(self, data_dir: Path) -> None:
-        self.data_dir = data_dir
-        self.port = find_free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log = data_dir / "server.log"
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        env = {**os.environ, "SHOPPER_API_KEY": KEY, "HF_HUB_OFFLINE": "1"}
-        with open(self.log, "ab") as log:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "web.cli", "serve", "--host", "127.0.0.1", "--port",
-                 str(self.port), "--data-dir", str(self.data_dir), "--no-import",
-                 "--workers", "1"],
-                stdout=log, stderr=subprocess.STDOUT, env=env,
-                cwd=Path(__file__).resolve().parents[2])
-        wait_for_health(self.proc, self.url + "/healthz", self.log)
-
-    def stop(self, sig: int = signal.SIGTERM) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            self.proc.wait(timeout=30)
-
-    def call(self, method: str, path: str, body: Any = None,
-             token: str | None = None) -> tuple[int, Any]:
-        data = json.dumps(body).encode() if body is not None else None
-        req = urllib.request.Request(self.url + path, data=data, method=method)
-        req.add_header("Content-Type", "application/json")
-        if token:
-            req.add_header("Authorization", f"Bearer {token}")
-        try:
-            with urllib.request.urlopen(req, timeout=30) as resp:
-                raw = resp.read()
-                return resp.status, json.loads(raw) if raw else None
-        except urllib.error.HTTPError as exc:
-            with exc:
-                raw = exc.read()
-                is_json = "json" in (exc.headers.get("Content-Type") or "")
-                return exc.code, json.loads(raw) if is_json and raw else raw.decode()
-
-
-@pytest.fixture
-def server(tmp_path: Path, built_data_dir: Path) -> Iterator[Server]:
-    shutil.copytree(built_data_dir / "catalogs", tmp_path / "catalogs")
-    srv = Server(tmp_path)
-    srv.start()
-    yield srv
-    srv.stop()
+__all__ = ["KEY", "Server"]  # the helper now lives in tests/e2e/conftest.py
 
 
 def test_a_whole_conversation_survives_a_restart(server: Server) -> None:

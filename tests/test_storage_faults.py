@@ -1,0 +1,79 @@
+"""Storage errors become a clear 503 and leave nothing half-written (in-process app, real
+SQLite file). tests/e2e/test_storage.py does the same with a real full disk and a read-only
+mount; these run everywhere, also where mounting is not allowed.
+
+SQLite raises its own genuine errors here: ``PRAGMA max_page_count`` caps the file at its
+current size, so the next page it needs fails with SQLITE_FULL ("database or disk is full"),
+and ``PRAGMA query_only`` makes every write fail with SQLITE_READONLY.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+
+import pytest
+
+from assistant.store import open_db, storage_fault
+from tests.conftest import SERVER
+
+
+@pytest.mark.parametrize("pragma,fault", [
+    ("max_page_count = {pages}", "full"),
+    ("query_only = ON", "read_only"),
+])
+def test_a_failed_write_is_a_503_with_nothing_half_written(
+        client, services, caplog: pytest.LogCaptureFixture, pragma: str, fault: str) -> None:  # type: ignore[no-untyped-def]
+    r = client.post("/api/v1/conversations", json={"channel": "web", "shopper_id": "s-full",
+                                                   "text": "blue jeans for men"},
+                    headers=SERVER)
+    cid, token = r.get_json()["conversation_id"], r.get_json()["token"]
+    auth = {"Authorization": f"Bearer {token}"}
+    before = client.get(f"/api/v1/conversations/{cid}", headers=auth).get_json()
+    db = services.db()  # the connection this thread's requests use
+    db.execute("VACUUM")  # no free pages and full pages: any new row needs a new page
+    pages = db.execute("PRAGMA page_count").fetchone()[0]
+    db.execute(f"PRAGMA {pragma.format(pages=pages)}")
+
+    long_text = "in black please " + "with a long story about my week " * 60
+    writes = [
+        ("post", f"/api/v1/conversations/{cid}/turns", {"text": long_text}, auth),
+        ("post", "/api/v1/conversations", {"channel": "web", "text": long_text}, {}),
+    ]
+    if fault == "read_only":  # a small row may still fit in a page the file already has
+        writes.append(("put", "/api/v1/shoppers/s-full/preferences",
+                       {"attribute": "colour", "value": "Black", "polarity": "avoid"}, SERVER))
+    for method, path, body, headers in writes:
+        with caplog.at_level(logging.ERROR, logger="shopper.api"):
+            r = getattr(client, method)(path, json=body, headers=headers)
+        assert r.status_code == 503, r.get_json()
+        assert r.mimetype == "application/problem+json"
+        problem = r.get_json()
+        assert problem["status"] == 503 and problem["storage"] == fault
+        assert problem["title"] and "nothing was changed" in problem["detail"]
+        assert int(r.headers["Retry-After"]) > 0
+        assert f"storage {fault} on {method.upper()} {path}" in caplog.text
+        assert long_text not in caplog.text  # an id and a path, never what was typed
+    # Reads go on; the failed turn left no trace.
+    assert client.get(f"/api/v1/conversations/{cid}", headers=auth).get_json() == before
+    assert client.get("/api/v1/shoppers/s-full/profile", headers=SERVER).status_code == 200
+    assert db.conn.in_transaction is False
+
+    db.execute("PRAGMA max_page_count = 1073741823")
+    db.execute("PRAGMA query_only = OFF")
+    r = client.post(f"/api/v1/conversations/{cid}/turns", json={"text": "in black please"},
+                    headers=auth)
+    assert r.status_code == 200  # the same connection writes again
+    after = client.get(f"/api/v1/conversations/{cid}", headers=auth).get_json()
+    assert len(after["turns"]) == len(before["turns"]) + 1
+    assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+
+def test_a_constraint_error_is_a_bug_not_a_storage_fault(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    db = open_db(tmp_path / "t.db")
+    db["link_codes"].insert({"code": "A", "shopper_id": "s", "expires_at": "x"})
+    with pytest.raises(sqlite3.IntegrityError) as info:
+        db["link_codes"].insert({"code": "A", "shopper_id": "s", "expires_at": "x"})
+    assert storage_fault(info.value) is None
+    assert storage_fault(OSError(28, "No space left on device")) == "full"
+    assert storage_fault(OSError(30, "Read-only file system")) == "read_only"
