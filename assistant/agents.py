@@ -45,6 +45,13 @@ def m001_create_agents(db: sqlite_utils.Database) -> None:
     db.table("audit").create_index(["agent"])
 
 
+@AGENT_MIGRATIONS()
+def m002_create_agent_lookups(db: sqlite_utils.Database) -> None:
+    # The shoppers each console session looked up: an agent sees only those.
+    db.table("agent_lookups").create({"session": str, "shopper_id": str, "at": str},
+                                     pk=("session", "shopper_id"))
+
+
 def _now() -> datetime:
     return datetime.now(UTC)
 
@@ -138,6 +145,8 @@ class AgentStore:
             "absolute_expires_at": _iso(now + timedelta(hours=absolute_hours))})
         self.db.execute("DELETE FROM agent_sessions WHERE absolute_expires_at < ?",
                         [_iso(now)])
+        self.db.execute("DELETE FROM agent_lookups WHERE session NOT IN "
+                        "(SELECT id_hash FROM agent_sessions)")
         return session_id, csrf
 
     def session(self, session_id: str, *, idle_minutes: float) -> dict[str, Any] | None:
@@ -160,10 +169,22 @@ class AgentStore:
             self.db.execute("UPDATE agent_sessions SET expires_at = ? WHERE id_hash = ?",
                             [new_expiry, key])
         return {"name": agent["name"], "is_admin": bool(agent["is_admin"]),
-                "csrf": row["csrf"]}
+                "csrf": row["csrf"], "key": key}
 
     def end_session(self, session_id: str) -> None:
         self.db.execute("DELETE FROM agent_sessions WHERE id_hash = ?", [_sid_hash(session_id)])
+
+    def note_lookup(self, session_key: str, shopper_id: str) -> None:
+        """Remember that the session (its ``key``) looked the shopper up."""
+        self.db.table("agent_lookups").upsert(
+            {"session": session_key, "shopper_id": shopper_id, "at": _iso(_now())},
+            pk=("session", "shopper_id"))
+
+    def looked_up(self, session_key: str, shopper_id: str) -> bool:
+        """Whether this session looked the shopper up (an agent sees only those)."""
+        row = self.db.execute("SELECT 1 FROM agent_lookups WHERE session = ? AND "
+                              "shopper_id = ?", [session_key, shopper_id]).fetchone()
+        return row is not None
 
     # Throttling (shared by every worker through the database) -----------------------------
     def note(self, key: str) -> None:

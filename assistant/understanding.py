@@ -10,6 +10,7 @@ negated word that is no attribute value becomes a word to keep out of titles.
 from __future__ import annotations
 
 import json
+import math
 import re
 import threading
 import unicodedata
@@ -26,6 +27,8 @@ from catalog.embedder import Embedder
 __all__ = ["Lexicon", "SemanticMatcher", "Understanding", "load_synonyms", "understand"]
 
 MAX_TEXT = 2000
+#: A larger "budget" is no budget (and 400 nines would overflow to infinity).
+MAX_PRICE = 1e12
 
 _TOKEN = re.compile(r"[a-z0-9\u00c0-\uffff]+(?:['’\-][a-z0-9\u00c0-\uffff]+)*|[,.;!?]")
 _NUM = r"(\d[\d,]*(?:\.\d+)?)\s*(k\b)?"
@@ -241,8 +244,11 @@ class Understanding:
 
 
 def _amount(num: str, k: str | None) -> float:
-    value = float(num.replace(",", ""))
-    return value * 1000 if k else value
+    """The amount written; raises ValueError past MAX_PRICE (never infinite or NaN)."""
+    value = float(num.replace(",", "")) * (1000 if k else 1)
+    if not math.isfinite(value) or value > MAX_PRICE:
+        raise ValueError(f"{num} is not a budget")
+    return value
 
 
 def _parse_prices(text: str, out: Understanding) -> str:
