@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import SERVER
+from tests.conftest import SERVER, Chat
 
 
 def answer_truthfully(chat: Any, target: dict[str, str], turns: int = 4) -> None:
@@ -214,3 +214,39 @@ def test_openapi_and_health(client: Any) -> None:
                  "/api/v1/shoppers/{shopper_id}/profile", "/api/v1/search"):
         assert path in doc["paths"]
     assert client.get("/healthz").get_json()["status"] == "ok"
+
+
+def test_a_rush_is_refused_honestly_and_loses_nothing(app) -> None:  # type: ignore[no-untyped-def]
+    """One turn computes at a time and none may wait: of a burst of turns at once, those
+    refused get 503 + Retry-After with a plain message, and only answered turns are kept."""
+    import threading
+
+    app.config.update(ACTIVE_TURNS=1, QUEUED_TURNS=0, QUEUE_WAIT_S=0.0)
+    app.extensions.pop("shopper_admission", None)
+    chats = [Chat(app.test_client(), "running shoes") for _ in range(12)]
+    results: list[tuple[Chat, int, dict]] = []  # type: ignore[type-arg]
+    lock = threading.Lock()
+    start = threading.Barrier(len(chats))
+
+    def send(c: Chat) -> None:
+        start.wait()
+        r = c.client.post(f"/api/v1/conversations/{c.id}/turns",
+                          json={"text": "in blue for women"}, headers=c.headers)
+        with lock:
+            results.append((c, r.status_code, {**r.get_json(), "_h": dict(r.headers)}))
+
+    threads = [threading.Thread(target=send, args=(c,)) for c in chats]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    codes = sorted(code for _, code, _ in results)
+    assert set(codes) <= {200, 503} and 200 in codes and 503 in codes, codes
+    for c, code, body in results:
+        kept = c.client.get(f"/api/v1/conversations/{c.id}", headers=c.headers).get_json()
+        if code == 503:
+            assert body["status"] == 503 and "busy" in body["detail"]
+            assert int(body["_h"]["Retry-After"]) > 0
+            assert len(kept["turns"]) == 1  # only the opening: the refused turn left no trace
+        else:
+            assert len(kept["turns"]) == 2

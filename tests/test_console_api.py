@@ -9,38 +9,11 @@ from typing import Any
 import pytest
 
 from assistant.agents import AgentStore, verify_password
+from tests.conftest import AGENT_PASSWORD as PASSWORD
+from tests.conftest import form_token as _form_token
+from tests.conftest import login
 from web import Services
 from web.cli import main as cli_main
-
-PASSWORD = "correct horse battery"
-
-
-@pytest.fixture
-def agents(services: Services) -> AgentStore:
-    store = AgentStore(services.db())
-    store.add_agent("alice", PASSWORD)
-    store.add_agent("bob", PASSWORD)
-    store.add_agent("carol", PASSWORD, is_admin=True)
-    return store
-
-
-def _form_token(html: str) -> str:
-    match = re.search(r'name="csrf_token" value="([^"]+)"', html)
-    assert match, html
-    return match.group(1)
-
-
-def login(client: Any, name: str = "alice", password: str = PASSWORD) -> str:
-    """Log in through the form; returns the session's CSRF token from the console page."""
-    page = client.get("/console/login")
-    r = client.post("/console/login", data={"csrf_token": _form_token(page.text), "name": name,
-                                            "password": password})
-    assert r.status_code == 303, r.text
-    console = client.get("/console")
-    assert console.status_code == 200
-    match = re.search(r'data-csrf="([^"]+)"', console.text)
-    assert match
-    return match.group(1)
 
 
 def test_passwords_are_salted_scrypt(agents: AgentStore) -> None:
@@ -129,6 +102,7 @@ def test_agents_see_only_their_own_conversations(app: Any, agents: AgentStore) -
     csrf = login(alice, "alice")
     login(bob, "bob")
     login(carol, "carol")
+    assert alice.get("/api/v1/shoppers/s-3/profile").status_code == 200  # the look-up
     r = alice.post("/api/v1/conversations", headers={"X-CSRF-Token": csrf},
                    json={"channel": "phone", "shopper_id": "s-3", "text": "black jeans"})
     assert r.status_code == 201, r.get_json()
@@ -137,7 +111,7 @@ def test_agents_see_only_their_own_conversations(app: Any, agents: AgentStore) -
                    json={"channel": "web"})
     assert r.status_code == 403  # agents open phone conversations only
     assert alice.get(f"/api/v1/conversations/{cid}").status_code == 200
-    assert bob.get(f"/api/v1/conversations/{cid}").status_code == 401
+    assert bob.get(f"/api/v1/conversations/{cid}").status_code == 403  # not its conversation
     assert carol.get(f"/api/v1/conversations/{cid}").status_code == 200
     assert ("alice", "conversation.start", "s-3") in [
         (e["agent"], e["action"], e["shopper_id"]) for e in agents.audit_log()]
@@ -175,7 +149,7 @@ def test_handoff_from_the_widget_to_an_agent(app: Any, chat: Any, agents: AgentS
     assert agent.post("/api/v1/handoffs", json={"code": code}, headers=hdr).status_code == 404
     bob = app.test_client()
     login(bob, "bob")
-    assert bob.get(f"/api/v1/conversations/{shopper.id}").status_code == 401
+    assert bob.get(f"/api/v1/conversations/{shopper.id}").status_code == 403
     assert shopper.client.get(f"/api/v1/conversations/{shopper.id}",
                               headers=shopper.headers).status_code == 200
 
@@ -276,3 +250,29 @@ def test_cli_adds_agents_and_reads_the_audit(tmp_path: Any, capsys: pytest.Captu
     assert cli_main(["audit", "--data-dir", str(tmp_path), "--shopper", "s-9"]) == 0
     out = capsys.readouterr().out
     assert "dana" in out and "profile.view" in out and "s-9" in out
+
+
+def test_an_agent_finds_a_caller_by_email(client: Any, agents: AgentStore,
+                                          server_headers: dict[str, str]) -> None:
+    r = client.put("/api/v1/shoppers/s-42/contact", json={"email": "Ana.Silva@Example.com"},
+                   headers=server_headers)
+    assert r.status_code == 200 and r.get_json()["email"] == "ana.silva@example.com"
+    assert client.put("/api/v1/shoppers/s-42/contact", json={"email": "not an email"},
+                      headers=server_headers).status_code == 422
+    # Nobody without the server key or an agent session finds anyone.
+    assert client.get("/api/v1/shoppers?email=ana.silva@example.com").status_code == 401
+    login(client)
+    r = client.get("/api/v1/shoppers?email=ANA.SILVA@example.com")
+    assert r.status_code == 200 and r.get_json() == {"shopper_id": "s-42"}
+    r = client.get("/api/v1/shoppers?email=nobody@example.com")
+    assert r.status_code == 404 and r.mimetype == "application/problem+json"
+    log = agents.audit_log()
+    found = next(e for e in log if e["action"] == "shopper.find")
+    assert found["agent"] == "alice" and found["shopper_id"] == "s-42"
+    assert "ana" not in str(found["detail"]).casefold()  # the e-mail is not logged
+    # The e-mail is the shopper's data: exported, and gone when they are forgotten.
+    export = client.get("/api/v1/shoppers/s-42/export", headers=server_headers).get_json()
+    assert "ana.silva@example.com" in str(export)
+    assert client.delete("/api/v1/shoppers/s-42", headers=server_headers).status_code == 204
+    assert client.get("/api/v1/shoppers?email=ana.silva@example.com",
+                      headers=server_headers).status_code == 404

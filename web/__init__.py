@@ -5,7 +5,9 @@ from __future__ import annotations
 import logging
 import os
 import secrets
+import sqlite3
 import threading
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,10 +27,12 @@ from catalog.catalog import (
     load_catalog,
 )
 from catalog.embedder import CachedEmbedder, Embedder, SentenceTransformerEmbedder
+from catalog.onnx_model import check_texts_from, onnx_dir, query_embedder
 
 __all__ = ["Services", "build_services", "create_app", "services"]
 
 log = logging.getLogger("shopper")
+REOPEN_READ_ONLY_SECONDS = 5.0
 
 
 @dataclass
@@ -47,11 +51,19 @@ class Services:
         return self.data_dir / "shopper.db"
 
     def db(self) -> sqlite_utils.Database:
-        """This thread's connection (sqlite3 connections are not shared across threads)."""
+        """This thread's connection (sqlite3 connections are not shared across threads).
+
+        A connection opened read-only (the data dir was read-only or full) is reopened after
+        a while, so writes come back by themselves once the disk does."""
         db = getattr(self._local, "db", None)
+        if db is not None and getattr(db, "read_only_reason", None) \
+                and time.monotonic() - self._local.opened > REOPEN_READ_ONLY_SECONDS:
+            db.conn.close()
+            db = None
         if db is None:
             db = open_db(self.db_path)
             self._local.db = db
+            self._local.opened = time.monotonic()
         return db
 
     def store(self) -> Store:
@@ -64,14 +76,23 @@ def _api_key(data_dir: Path, configured: str | None) -> str:
     if configured:
         return configured
     path = data_dir / "api_key"
-    if path.exists():
-        return path.read_text().strip()
-    key = secrets.token_urlsafe(32)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(key)
-    log.warning("SHOPPER_API_KEY is not set: generated a server key in %s", path)
-    return key
+    if not path.exists():
+        key = secrets.token_urlsafe(32)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            pass  # another worker or server made it a moment ago
+        else:
+            with os.fdopen(fd, "w") as fh:
+                fh.write(key)
+            log.warning("SHOPPER_API_KEY is not set: generated a server key in %s", path)
+            return key
+    for _ in range(50):  # it may still be being written
+        text = path.read_text().strip()
+        if text:
+            return text
+        time.sleep(0.02)
+    raise RuntimeError(f"{path} is empty: delete it and restart")
 
 
 def _load_catalogs(data_dir: Path, embedder: Embedder, build: bool) -> dict[str, Catalog]:
@@ -92,13 +113,19 @@ def build_services(config: Mapping[str, Any]) -> Services:
     data_dir = Path(config["DATA_DIR"])
     data_dir.mkdir(parents=True, exist_ok=True)
     svc = Services(data_dir=data_dir, api_key=_api_key(data_dir, config.get("API_KEY")))
-    open_db(svc.db_path).conn.close()  # migrate once, before any request
+    try:
+        open_db(svc.db_path).conn.close()  # migrate once, before any request
+    except sqlite3.Error as exc:
+        # Keep serving what needs no database; each request that does answers 503 and
+        # retries the database, so a freed disk needs no restart (and no crash loop).
+        log.error("cannot open the database %s: %s", svc.db_path, exc)
 
     def load() -> None:
         try:
-            embedder = CachedEmbedder(SentenceTransformerEmbedder(
-                threads=config.get("TORCH_THREADS")))
-            catalogs = _load_catalogs(data_dir, embedder, bool(config.get("IMPORT_BUNDLED")))
+            # Catalogs are embedded by the full model (loaded only if one must be built);
+            # shoppers' words by the int8 ONNX copy unless SHOPPER_EMBEDDER=torch.
+            full = SentenceTransformerEmbedder(threads=config.get("TORCH_THREADS"))
+            catalogs = _load_catalogs(data_dir, full, bool(config.get("IMPORT_BUNDLED")))
             if not catalogs:
                 raise CatalogNotBuilt(f"no catalog is built in {data_dir}: run `shopper serve` "
                                       "without --no-import, or `shopper catalog import`")
@@ -106,12 +133,16 @@ def build_services(config: Mapping[str, Any]) -> Services:
                                                 else sorted(catalogs)[0])
             if default not in catalogs:
                 raise CatalogNotBuilt(f"catalog {default!r} is not built in {data_dir}")
+            embedder = CachedEmbedder(query_embedder(
+                config.get("EMBEDDER"), onnx_dir(data_dir, config.get("ONNX_DIR")), full,
+                threads=config.get("ONNX_THREADS") or 1,
+                check_texts=check_texts_from(catalogs)))
             embedder.embed(["warm up"])
             svc.assistant = Assistant(catalogs=catalogs, embedder=embedder, store=svc.store,
                                       default_catalog=default, settings=Settings())
             svc.ready.set()
-            log.info("ready: catalogs %s", ", ".join(f"{n} ({len(c)})"
-                                                    for n, c in catalogs.items()))
+            log.info("ready: catalogs %s; queries by %s", ", ".join(
+                f"{n} ({len(c)})" for n, c in catalogs.items()), embedder.name)
         except (CatalogNotBuilt, CatalogCorrupt, OSError, ValueError, RuntimeError) as exc:
             svc.error = str(exc)
             log.error("cannot serve: %s", exc)
@@ -137,9 +168,15 @@ def create_app(config: Mapping[str, Any] | None = None, *,
         BACKGROUND_LOAD=False,
         MAX_CONTENT_LENGTH=64 * 1024,
         ANON_RATE_PER_MINUTE=60,
-        MAX_INFLIGHT=48,
+        ACTIVE_TURNS=4,
+        QUEUED_TURNS=48,
+        QUEUE_WAIT_S=3.0,
         TORCH_THREADS=None,
+        EMBEDDER=os.environ.get("SHOPPER_EMBEDDER") or None,
+        ONNX_DIR=os.environ.get("SHOPPER_ONNX_DIR") or None,
+        ONNX_THREADS=None,
         JSON_SORT_KEYS=False,
+        LOG_TEXT=os.environ.get("SHOPPER_LOG_TEXT", "") == "1",
     )
     if config is None:
         app.config.from_prefixed_env("SHOPPER")
@@ -148,7 +185,7 @@ def create_app(config: Mapping[str, Any] | None = None, *,
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.extensions["shopper"] = services or build_services(app.config)
 
-    from . import api, console, handoff, kiosk, pages, widget
+    from . import api, console, handoff, kiosk, pages, security, widget
 
     app.register_blueprint(api.bp)
     if hasattr(pages, "bp"):
@@ -156,6 +193,7 @@ def create_app(config: Mapping[str, Any] | None = None, *,
     for door in (handoff.bp, widget.bp, kiosk.bp, console.bp):
         app.register_blueprint(door)
     api.register_error_handlers(app)
+    security.install(app)
     return app
 
 

@@ -7,19 +7,23 @@ and no stack trace ever reaches a client.
 from __future__ import annotations
 
 import hmac
+import json
 import logging
 import re
 import sqlite3
 import threading
 import time
+import traceback
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from functools import wraps
 from typing import Any, TypeVar
 
-from flask import Blueprint, Flask, Response, g, jsonify, request
-from werkzeug.exceptions import HTTPException
+from flask import Blueprint, Flask, Response, current_app, g, jsonify, request
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from assistant.engine import Assistant, hash_token
+from assistant.agents import AgentStore
+from assistant.engine import MAX_TEXT, Assistant, hash_token
 from assistant.errors import (
     AssistantError,
     Conflict,
@@ -31,6 +35,7 @@ from assistant.errors import (
 )
 from assistant.memory import recipient_attributes, recipient_key
 from assistant.preferences import parse_time
+from assistant.store import storage_fault
 
 from . import services
 from .openapi import openapi_document
@@ -46,8 +51,16 @@ _CONV_ID = re.compile(r"^c_[0-9a-f]{20}$")
 EVENT_TYPES = ("view", "add_to_cart", "purchase", "search")
 POLARITIES = ("want", "avoid")
 
-_STATUS = {NotFound: 404, MalformedRequest: 400, InvalidInput: 422, ConversationClosed: 409, Conflict: 409,
-           Unavailable: 503}
+_STATUS = {NotFound: 404, MalformedRequest: 400, InvalidInput: 422, ConversationClosed: 409,
+           Conflict: 409, Unavailable: 503}
+#: C0 and C1 control characters other than tab, line feed and carriage return: refused in
+#: every string of a JSON body (they would reach logs, terminals and the agent's screen).
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+#: Event times outside [1970, now + 1 day] are refused: they cannot be real, and far ones
+#: overflow date arithmetic when the profile is read.
+_EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+_NO_BODY = object()
+_RECIPIENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 \-]{0,63}$")
 
 
 class Unauthorized(Exception):
@@ -97,19 +110,39 @@ def register_error_handlers(app: Flask) -> None:
             headers["Allow"] = ", ".join(exc.valid_methods)  # type: ignore[attr-defined]
         return problem(exc.code or 500, exc.name, detail, headers=headers)
 
-    @app.errorhandler(sqlite3.OperationalError)
-    def _db_error(exc: sqlite3.OperationalError) -> Response:
-        log.error("database unavailable: %s", exc)
-        return problem(503, "Storage unavailable",
-                       "the assistant cannot write its data right now (the disk may be full "
-                       "or read-only); nothing was changed, please try again shortly",
-                       headers={"Retry-After": "30"})
+    @app.errorhandler(sqlite3.DatabaseError)
+    @app.errorhandler(OSError)
+    def _db_error(exc: Exception) -> Response:
+        fault = storage_fault(exc)
+        if fault is None:  # a constraint or programming error: a bug, not the storage
+            return _unexpected(exc)
+        log.error("storage %s on %s %s: %s", fault, request.method, request.path, exc)
+        detail, retry_after = _STORAGE_FAULTS[fault]
+        return problem(503, "Storage unavailable", detail, storage=fault,
+                       headers={"Retry-After": str(retry_after)})
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception) -> Response:
-        log.exception("unexpected error on %s %s", request.method, request.path)
+        if app.config.get("LOG_TEXT"):
+            log.exception("unexpected error on %s %s", request.method, request.path)
+        else:  # the message may quote what the shopper typed: the type and the stack only
+            log.error("unexpected error on %s %s: %s (message left out; SHOPPER_LOG_TEXT=1 "
+                      "keeps it)\n%s", request.method, request.path, type(exc).__name__,
+                      "".join(traceback.format_tb(exc.__traceback__)).rstrip())
         return problem(500, "Internal error",
                        "something went wrong on our side; nothing you sent was lost")
+
+
+_SAFE = "nothing was changed and nothing you sent is half-saved; reading still works"
+_STORAGE_FAULTS = {
+    "full": (f"the disk holding the assistant's data is full: {_SAFE}. Please try again "
+             "later.", 60),
+    "read_only": (f"the assistant's data dir is read-only: {_SAFE}. Please try again later.",
+                  120),
+    "busy": ("the database was busy for too long: nothing was changed; send it again.", 2),
+    "unavailable": ("the assistant cannot reach its data right now: nothing was changed "
+                    "and nothing you sent is half-saved. Please try again shortly.", 30),
+}
 
 
 def _wants_problem() -> bool:
@@ -125,15 +158,82 @@ def _assistant() -> Assistant:
     return svc.assistant
 
 
+def _not_json(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _check_strings(data: Any) -> None:
+    """Raise MalformedRequest for text that is not valid Unicode (a lone surrogate, which
+    SQLite cannot store) and InvalidInput for control characters, anywhere in ``data``."""
+    stack = [data]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+        elif isinstance(item, str):
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                raise MalformedRequest("the body holds text that is not valid Unicode "
+                                       "(a lone surrogate)") from None
+            if _CONTROL.search(item):
+                raise InvalidInput("text may not contain control characters (tab and new "
+                                   "line are fine)")
+
+
+def _parsed_body() -> Any:
+    """The body as strict JSON, parsed once per request; ``_NO_BODY`` when there is none.
+
+    Raises MalformedRequest for a body that is not JSON (NaN and Infinity included, or nested
+    too deeply to read) and what ``_check_strings`` raises."""
+    if "json_body" in g:
+        return g.json_body
+    raw = request.get_data(cache=True)
+    if not raw:
+        data: Any = _NO_BODY
+    else:
+        try:
+            data = json.loads(raw, parse_constant=_not_json)
+        except (ValueError, RecursionError):
+            raise MalformedRequest("the body is not valid JSON") from None
+        _check_strings(data)
+    g.json_body = data
+    return data
+
+
 def _body() -> dict[str, Any]:
-    data = request.get_json(silent=True, force=True) if request.data else None
-    if data is None:
-        if request.data:
-            raise MalformedRequest("the body is not valid JSON")
+    """The JSON object body. Raises MalformedRequest (400) or InvalidInput (422)."""
+    data = _parsed_body()
+    if data is _NO_BODY:
         raise MalformedRequest("a JSON object body is required")
     if not isinstance(data, dict):
         raise MalformedRequest("the body must be a JSON object")
     return data
+
+
+@bp.before_app_request
+def _check_request_body() -> None:
+    """Before any view: a body over MAX_CONTENT_LENGTH is refused (413) on every path, and
+    under /api/ a body, where one is sent, must be a JSON object even if the endpoint
+    ignores it, so a garbled request never acts."""
+    limit = current_app.config.get("MAX_CONTENT_LENGTH")
+    if limit and (request.content_length or 0) > limit:
+        raise RequestEntityTooLarge()
+    if request.path.startswith("/api/") and request.routing_exception is None:
+        data = _parsed_body()
+        if data is not _NO_BODY and not isinstance(data, dict):
+            raise MalformedRequest("the body must be a JSON object")
+
+
+def _catalog_field(body: dict[str, Any]) -> str | None:
+    """The body's optional "catalog". Raises InvalidInput when it is not a string."""
+    value = body.get("catalog")
+    if value is not None and not isinstance(value, str):
+        raise InvalidInput('"catalog" must be a string')
+    return value
 
 
 def _bearer() -> str | None:
@@ -161,11 +261,25 @@ def require_server(fn: F) -> F:
         if _is_server():
             return fn(*args, **kwargs)
         if _agent() is not None and request.view_args and "shopper_id" in request.view_args:
+            _agent_may_open(request.view_args["shopper_id"])
             return fn(*args, **kwargs)
         if _bearer() is None:
             raise Unauthorized("this needs the server key: Authorization: Bearer <key>")
         raise Unauthorized("these credentials do not give access to shopper data", 403)
     return wrapper  # type: ignore[return-value]
+
+
+def _agent_may_open(shopper_id: str) -> None:
+    """An agent reads a shopper's profile when it looks the caller up (that request is the
+    look-up, and is audited); anything else about the shopper (events, preferences, a phone
+    conversation or a search for them) only once it looked them up in this console session.
+    Raises Unauthorized (403)."""
+    agent = _agent()
+    if agent is None or request.endpoint == "api.get_profile":
+        return
+    if not AgentStore(services().db()).looked_up(agent.get("session", ""), shopper_id):
+        raise Unauthorized("an agent sees only the shoppers it looks up: look this shopper "
+                           "up first", 403)
 
 
 def _check_id(value: str, what: str) -> str:
@@ -190,6 +304,9 @@ def _conversation_access(conversation_id: str) -> None:
             or (row["channel"] == "phone" and row["agent_id"] is None)
             or (agent.get("is_admin") and (row["channel"] == "phone" or row["agent_id"]))):
         return
+    if agent is not None:  # credentials, but for other conversations
+        raise Unauthorized("an agent opens its own conversations and phone conversations "
+                           "nobody has taken", 403)
     token = _bearer()
     if token is None:
         raise Unauthorized("this needs the conversation's token: Authorization: Bearer <token>")
@@ -218,29 +335,70 @@ class _RateLimiter:
             return True
 
 
-_anon_limiter = _RateLimiter()
+def _anon_limiter() -> _RateLimiter:
+    """This app's limiter of anonymous conversations (one per app, not per module)."""
+    limiter: _RateLimiter = current_app.extensions.setdefault("shopper_anon_limiter",
+                                                              _RateLimiter())
+    return limiter
+
+
+class _Admission:
+    """Admission control for turns, per worker: at most ``active`` compute at once (two
+    cores have room for no more), at most ``queue`` wait for a slot and none longer than
+    ``wait_s``; past either bound the turn is refused at once with 503 + Retry-After and an
+    honest message, so a rush never builds a queue without bound or a request that times
+    out. Serve with more threads than ``active + queue`` so waiting happens here, where it is
+    bounded, not in the server's accept queue, where it is not."""
+
+    def __init__(self, active: int, queue: int, wait_s: float) -> None:
+        self._slots = threading.BoundedSemaphore(max(1, active))
+        self._queue = max(0, queue)
+        self._wait_s = wait_s
+        self._waiting = 0
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def _busy() -> Unavailable:
+        return Unavailable("the assistant is very busy right now and did not take this turn; "
+                           "nothing was lost, please send it again in a moment", retry_after=2)
+
+    def __enter__(self) -> None:
+        if self._slots.acquire(blocking=False):
+            return
+        with self._lock:
+            if self._waiting >= self._queue:
+                raise self._busy()
+            self._waiting += 1
+        try:
+            got = self._slots.acquire(timeout=self._wait_s)
+        finally:
+            with self._lock:
+                self._waiting -= 1
+        if not got:
+            raise self._busy()
+
+    def __exit__(self, *exc: object) -> None:
+        self._slots.release()
 
 
 class _Inflight:
-    """Sheds load honestly: past a bound of turns in progress, answer 503 at once."""
+    """The app's admission control, built from its config on first use."""
 
-    def __init__(self) -> None:
-        self.count = 0
-        self._lock = threading.Lock()
+    def _admission(self) -> _Admission:
+        ext = current_app.extensions
+        adm: _Admission | None = ext.get("shopper_admission")
+        if adm is None:
+            cfg = current_app.config
+            adm = ext.setdefault("shopper_admission", _Admission(
+                int(cfg.get("ACTIVE_TURNS", 4)), int(cfg.get("QUEUED_TURNS", 48)),
+                float(cfg.get("QUEUE_WAIT_S", 3.0))))
+        return adm
 
     def __enter__(self) -> None:
-        from flask import current_app
-
-        with self._lock:
-            if self.count >= current_app.config["MAX_INFLIGHT"]:
-                raise Unavailable("the assistant is very busy right now and did not take this "
-                                  "turn; nothing was lost, please send it again in a moment",
-                                  retry_after=2)
-            self.count += 1
+        self._admission().__enter__()
 
     def __exit__(self, *exc: object) -> None:
-        with self._lock:
-            self.count -= 1
+        self._admission().__exit__(*exc)
 
 
 _inflight = _Inflight()
@@ -258,7 +416,7 @@ def healthz() -> Any:
 
 @bp.get("/api/v1/openapi.json")
 def openapi() -> Any:
-    return openapi_document()
+    return openapi_document(int(current_app.config.get("MAX_CONTENT_LENGTH") or 0))
 
 
 # Conversations ----------------------------------------------------------------------------
@@ -273,11 +431,11 @@ def create_conversation() -> Any:
             raise Unauthorized("a conversation for a signed-in shopper is created by the "
                                "shop's backend with the server key", 401 if _bearer() is None
                                else 403)
+        if not _is_server():
+            _agent_may_open(shopper_id)
     elif not _is_server() and agent is None:
         addr = request.remote_addr or "?"
-        from flask import current_app
-
-        if not _anon_limiter.allow(addr, int(current_app.config["ANON_RATE_PER_MINUTE"])):
+        if not _anon_limiter().allow(addr, int(current_app.config["ANON_RATE_PER_MINUTE"])):
             return problem(429, "Too many conversations",
                            "too many new conversations from this address; wait a minute",
                            headers={"Retry-After": "60"})
@@ -287,6 +445,10 @@ def create_conversation() -> Any:
             raise InvalidInput(f"{key} must be a string")
     if body.get("store_id") is not None:
         _check_id(body["store_id"], "store_id")
+    if body.get("text") is not None and len(body["text"]) > MAX_TEXT:
+        # Checked here, before the conversation is stored, not only by the first turn.
+        raise InvalidInput(f"text is too long ({len(body['text'])} characters; the limit is "
+                           f"{MAX_TEXT})")
     if agent is not None and channel != "phone" and not _is_server():
         raise Unauthorized("agents open conversations on the phone channel", 403)
     with _inflight:
@@ -316,6 +478,39 @@ def get_conversation(conversation_id: str) -> Any:
 
 
 # Shoppers ---------------------------------------------------------------------------------
+_EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]{1,189}\.[^@\s]{1,63}$")
+
+
+def _email(value: Any) -> str:
+    if not isinstance(value, str) or len(value) > 254 or not _EMAIL.match(value.strip()):
+        raise InvalidInput('"email" must be an e-mail address such as ana@example.com')
+    return value.strip()
+
+
+@bp.put("/api/v1/shoppers/<shopper_id>/contact")
+@require_server
+def put_contact(shopper_id: str) -> Any:
+    """The shop's backend tells the e-mail of a shopper, so an agent can find them by it."""
+    _check_id(shopper_id, "shopper_id")
+    email = _email(_body().get("email"))
+    services().store().set_email(shopper_id, email)
+    return {"shopper_id": shopper_id, "email": email.casefold()}
+
+
+@bp.get("/api/v1/shoppers")
+def find_shopper() -> Any:
+    """Find a shopper by the e-mail the shop gave: the server key, or an agent (audited)."""
+    if not (_is_server() or _agent() is not None):
+        if _bearer() is None:
+            raise Unauthorized("this needs the server key: Authorization: Bearer <key>")
+        raise Unauthorized("these credentials do not give access to shopper data", 403)
+    email = _email(request.args.get("email"))
+    shopper_id = services().store().shopper_by_email(email)
+    if shopper_id is None:
+        raise NotFound("no shopper has that e-mail")
+    return {"shopper_id": shopper_id}
+
+
 @bp.get("/api/v1/shoppers/<shopper_id>/profile")
 @require_server
 def get_profile(shopper_id: str) -> Any:
@@ -333,7 +528,7 @@ def _pref_fields(body: dict[str, Any], need_polarity: bool) -> tuple[str, str, s
     polarity = body.get("polarity", "want")
     if need_polarity and polarity not in POLARITIES:
         raise InvalidInput('"polarity" must be "want" or "avoid"')
-    cat = _assistant().catalog(body.get("catalog"))
+    cat = _assistant().catalog(_catalog_field(body))
     if attr not in cat.values:
         raise InvalidInput(f"there is no attribute {attr!r}; attributes: "
                            f"{', '.join(cat.values)}")
@@ -351,9 +546,9 @@ def put_preference(shopper_id: str) -> Any:
     store = services().store()
     agent = _agent()
     said = _body().get("said") if agent else None
-    if agent is not None and not (isinstance(said, str) and said.strip()):
+    if agent is not None and not (isinstance(said, str) and said.strip() and len(said) <= 500):
         raise InvalidInput("an agent records a preference only with the caller's own words "
-                           'in "said"')
+                           'in "said" (at most 500 characters)')
     evidence = (f"the caller said “{said}” to {agent['name']}" if agent else
                 "you set it in your profile") + f" on {time.strftime('%Y-%m-%d')}"
     with store.transaction():
@@ -390,9 +585,11 @@ def add_event(shopper_id: str) -> Any:
     if type_ not in EVENT_TYPES:
         raise InvalidInput(f'"type" must be one of {", ".join(EVENT_TYPES)}')
     assistant = _assistant()
-    cat = assistant.catalog(body.get("catalog"))
+    cat = assistant.catalog(_catalog_field(body))
     product_id = body.get("product_id")
     query = body.get("query")
+    if any(v is not None and not isinstance(v, str) for v in (product_id, query)):
+        raise InvalidInput('"product_id" and "query" must be strings')
     if type_ == "search":
         if not isinstance(query, str) or not query.strip() or len(query) > 500:
             raise InvalidInput('a search event needs "query", a string of 1-500 characters')
@@ -406,12 +603,16 @@ def add_event(shopper_id: str) -> Any:
         if not isinstance(at, str):
             raise InvalidInput('"at" must be an ISO 8601 time')
         try:
-            at = parse_time(at).isoformat(timespec="seconds")
-        except ValueError:
+            when = parse_time(at)
+            in_utc = when.astimezone(UTC)
+        except (ValueError, OverflowError):
             raise InvalidInput(f'"at" is not an ISO 8601 time: {at!r}') from None
+        if not _EARLIEST <= in_utc <= datetime.now(UTC) + timedelta(days=1):
+            raise InvalidInput(f'"at" must lie between 1970 and now: {at!r}')
+        at = when.isoformat(timespec="seconds")
     recipient = body.get("recipient")
-    if recipient is not None and not isinstance(recipient, str):
-        raise InvalidInput('"recipient" must be a string')
+    if recipient is not None and (not isinstance(recipient, str) or len(recipient) > 64):
+        raise InvalidInput('"recipient" must be a string of at most 64 characters')
     store = services().store()
     with store.transaction():
         store.add_event(shopper_id, type_, product_id=product_id, catalog=cat.name,
@@ -424,7 +625,9 @@ def add_event(shopper_id: str) -> Any:
 
 # Recipients: the people a shopper shops for ------------------------------------------------
 def _recipient_name(name: str) -> str:
-    key = recipient_key(name)
+    # Checked as sent, not only once normalised: "'; DROP TABLE x" is refused, not kept as
+    # "drop table x".
+    key = recipient_key(name) if _RECIPIENT.match(name) else None
     if not key or len(key) > 64 or not re.fullmatch(r"[a-z0-9][a-z0-9 \-]*", key):
         raise InvalidInput("a recipient's name is 1-64 letters, digits, spaces or -, "
                            "e.g. 'husband' or 'niece'")
@@ -460,15 +663,16 @@ def put_recipient(shopper_id: str, name: str) -> Any:
     attrs = body.get("attributes", {})
     text, note = body.get("text"), body.get("note", "")
     if not isinstance(attrs, dict) or not all(
-            isinstance(k, str) and k and isinstance(v, str) and v and len(v) <= 100
-            for k, v in attrs.items()) or len(attrs) > 30:
-        raise InvalidInput('"attributes" must map attribute names to non-empty strings')
+            isinstance(k, str) and k and len(k) <= 64 and isinstance(v, str) and v
+            and len(v) <= 100 for k, v in attrs.items()) or len(attrs) > 30:
+        raise InvalidInput('"attributes" must map at most 30 attribute names (64 characters '
+                           'at most) to non-empty strings of at most 100 characters')
     if text is not None and (not isinstance(text, str) or len(text) > 500):
         raise InvalidInput('"text" must be a string of at most 500 characters')
     if not isinstance(note, str) or len(note) > 500:
         raise InvalidInput('"note" must be a string of at most 500 characters')
     assistant = _assistant()
-    cat = assistant.catalog(body.get("catalog"))
+    cat = assistant.catalog(_catalog_field(body))
     kept: dict[str, str] = {}
     if text:
         kept.update(recipient_attributes(text, assistant.query_reader(cat.name)))
@@ -510,8 +714,14 @@ def export_shopper(shopper_id: str) -> Any:
 def forget_shopper(shopper_id: str) -> Any:
     _check_id(shopper_id, "shopper_id")
     store = services().store()
+    agents = AgentStore(store.db)
     with store.transaction():
-        store.forget_shopper(shopper_id)
+        counts = store.forget_shopper(shopper_id)
+        # The audit keeps that a shopper was forgotten, never who (see README, Privacy).
+        agents.audit("server", "shopper.forget", detail={"rows": sum(counts.values())})
+    if not store.scrub():
+        log.warning("forget: readers kept the write-ahead log from being truncated; it is "
+                    "overwritten as the server writes")
     return Response(status=204)
 
 
@@ -524,6 +734,8 @@ def search() -> Any:
         raise InvalidInput('"q" is required (or "product_id" for products similar to one)')
     if len(q) > 500:
         raise InvalidInput('"q" is too long (500 characters at most)')
+    if _CONTROL.search(q):
+        raise InvalidInput('"q" may not contain control characters')
     try:
         k = int(request.args.get("k", "10"))
     except ValueError:
@@ -536,6 +748,8 @@ def search() -> Any:
         if not _is_server() and _agent() is None:
             raise Unauthorized("personalised search needs the server key",
                                401 if _bearer() is None else 403)
+        if not _is_server():
+            _agent_may_open(shopper_id)
     with _inflight:
         picks = _assistant().search(q, shopper_id=shopper_id, k=k,
                                     catalog=request.args.get("catalog"),

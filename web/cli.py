@@ -10,11 +10,49 @@ import sys
 from pathlib import Path
 from typing import Any
 
-__all__ = ["main"]
+__all__ = ["ACCESS_LOG_FORMAT", "check_catalogs", "log_text", "main"]
 
 
 def _data_dir(value: str | None) -> Path:
     return Path(value or os.environ.get("SHOPPER_DATA_DIR") or "var").resolve()
+
+
+#: The access log without query strings (``/api/v1/search?q=...`` holds what shoppers typed)
+#: and without the referrer (the shop's page address may hold it too).
+ACCESS_LOG_FORMAT = '%(h)s %(t)s "%(m)s %(U)s %(H)s" %(s)s %(b)s %(M)sms "%(a)s"'
+#: With SHOPPER_LOG_TEXT=1 (debugging only): gunicorn's usual line, query string included.
+ACCESS_LOG_FORMAT_WITH_TEXT = '%(h)s %(t)s "%(r)s" %(s)s %(b)s %(M)sms "%(f)s" "%(a)s"'
+
+
+def log_text() -> bool:
+    """Whether logs may carry what shoppers typed (SHOPPER_LOG_TEXT=1; off by default)."""
+    return os.environ.get("SHOPPER_LOG_TEXT", "") == "1"
+
+
+def check_catalogs(data_dir: Path, default: str | None, will_import: bool) -> str | None:
+    """Why the server could not serve from this data dir (a catalog missing or damaged, with
+    the command that fixes it), or None. Bundled catalogs are skipped when the server will
+    (re)build them itself."""
+    from catalog.catalog import BUNDLED, CatalogCorrupt, CatalogNotBuilt, load_catalog
+
+    root = data_dir / "catalogs"
+    names = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")
+                   ) if root.is_dir() else []
+    if not will_import:
+        if not names:
+            return (f"no catalog is built in {data_dir}: run `shopper serve` without "
+                    "--no-import (it builds the bundled ones), or `shopper catalog import`")
+        if default and default not in names:
+            return (f"catalog {default!r} is not built in {data_dir}; built here: "
+                    f"{', '.join(names)}")
+    for name in names:
+        if will_import and name in BUNDLED:
+            continue
+        try:
+            load_catalog(data_dir, name)
+        except (CatalogNotBuilt, CatalogCorrupt) as exc:
+            return str(exc)
+    return None
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -24,6 +62,12 @@ def _serve(args: argparse.Namespace) -> int:
     data_dir.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    # A missing or damaged index does not heal by waiting: say what to run and stop, before
+    # any worker starts (a supervisor shows this line; /healthz would only say "not ready").
+    why = check_catalogs(data_dir, args.catalog, not args.no_import)
+    if why:
+        print(f"shopper: cannot serve: {why}", file=sys.stderr, flush=True)
+        return 2
     config = {
         "DATA_DIR": str(data_dir),
         "CATALOG": args.catalog,
@@ -31,7 +75,13 @@ def _serve(args: argparse.Namespace) -> int:
         "IMPORT_BUNDLED": not args.no_import,
         "BACKGROUND_LOAD": True,
         "TORCH_THREADS": args.torch_threads,
-        "MAX_INFLIGHT": args.max_inflight,
+        "EMBEDDER": args.embedder,
+        "ONNX_DIR": os.environ.get("SHOPPER_ONNX_DIR") or None,
+        "ONNX_THREADS": args.onnx_threads,
+        "ACTIVE_TURNS": args.active_turns,
+        "QUEUED_TURNS": args.queued_turns,
+        "QUEUE_WAIT_S": args.queue_wait,
+        "LOG_TEXT": log_text(),
     }
 
     class App(BaseApplication):  # type: ignore[misc]
@@ -44,7 +94,13 @@ def _serve(args: argparse.Namespace) -> int:
             self.cfg.set("graceful_timeout", 20)
             self.cfg.set("backlog", 256)
             self.cfg.set("accesslog", "-" if args.access_log else None)
+            self.cfg.set("access_log_format", ACCESS_LOG_FORMAT_WITH_TEXT if log_text()
+                         else ACCESS_LOG_FORMAT)
             self.cfg.set("errorlog", "-")
+            if "control_socket_disable" in self.cfg.settings:
+                # gunicorn >= 25 opens a control socket at one path per user; a second server
+                # on the machine would take it over. `shopper serve` does not use it.
+                self.cfg.set("control_socket_disable", True)
 
         def load(self) -> Any:
             from web import create_app
@@ -168,9 +224,23 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--data-dir")
     serve.add_argument("--catalog", help="the default catalog (default: fashion)")
     serve.add_argument("--workers", type=int, default=int(os.environ.get("SHOPPER_WORKERS", 2)))
-    serve.add_argument("--threads", type=int, default=8)
+    serve.add_argument("--threads", type=int, default=128,
+                       help="threads per worker; more than --active-turns + --queued-turns, "
+                            "so a rush waits where the wait is bounded (default 128)")
     serve.add_argument("--torch-threads", type=int, default=1)
-    serve.add_argument("--max-inflight", type=int, default=48)
+    serve.add_argument("--embedder", choices=("onnx", "torch"),
+                       default=os.environ.get("SHOPPER_EMBEDDER") or None,
+                       help="what encodes shoppers' words (default $SHOPPER_EMBEDDER, else onnx "
+                            "when onnxruntime is installed)")
+    serve.add_argument("--onnx-threads", type=int, default=1,
+                       help="onnxruntime threads per worker (default 1)")
+    serve.add_argument("--active-turns", type=int, default=4,
+                       help="turns computed at once per worker (default 4)")
+    serve.add_argument("--queued-turns", type=int, default=48,
+                       help="turns waiting for a slot per worker; beyond, 503 at once "
+                            "(default 48)")
+    serve.add_argument("--queue-wait", type=float, default=3.0,
+                       help="longest wait for a slot in seconds, then 503 (default 3)")
     serve.add_argument("--no-import", action="store_true",
                        help="serve the catalogs already built in the data dir; import nothing")
     serve.add_argument("--access-log", action="store_true")

@@ -30,7 +30,6 @@ from assistant.agents import AgentStore
 
 from . import services
 from .api import problem
-from .pages import CONTENT_SECURITY_POLICY
 
 __all__ = ["COOKIE", "bp"]
 
@@ -43,6 +42,7 @@ LOGIN_WINDOW_MINUTES = 15
 #: The API endpoints an agent may call, with the methods allowed.
 AGENT_ENDPOINTS = {
     "api.get_profile": {"GET"},
+    "api.find_shopper": {"GET"},
     "api.put_preference": {"PUT"},
     "api.delete_preference": {"DELETE"},
     "doors.list_events": {"GET"},
@@ -73,15 +73,6 @@ def _session() -> dict[str, Any] | None:
     return _agents().session(sid, idle_minutes=_idle_minutes())
 
 
-def _secure(response: Response) -> Response:
-    response.headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY
-    response.headers["X-Content-Type-Options"] = "nosniff"
-    response.headers["Referrer-Policy"] = "same-origin"
-    response.headers["Cache-Control"] = "no-store"
-    response.headers["X-Frame-Options"] = "DENY"
-    return response
-
-
 def _set_cookie(response: Response, name: str, value: str, max_age: int | None) -> None:
     response.set_cookie(name, value, max_age=max_age, path="/", httponly=True,
                         secure=request.is_secure, samesite="Strict")
@@ -110,7 +101,8 @@ def _load_agent() -> Response | None:
     allowed = AGENT_ENDPOINTS.get(request.endpoint or "")
     if allowed is None or request.method not in allowed:
         return problem(403, "Forbidden", "agents may not do this from the console")
-    g.agent = {"name": session["name"], "is_admin": session["is_admin"]}
+    g.agent = {"name": session["name"], "is_admin": session["is_admin"],
+               "session": session["key"]}
     return None
 
 
@@ -128,6 +120,11 @@ def _audit(response: Response) -> Response:
     conversation_id = None
     if endpoint == "api.get_profile":
         action = "profile.view"
+        if shopper_id:
+            _agents().note_lookup(agent["session"], shopper_id)
+    elif endpoint == "api.find_shopper":
+        action = "shopper.find"  # the e-mail itself is not written to the log
+        shopper_id = (response.get_json(silent=True) or {}).get("shopper_id")
     elif endpoint == "doors.list_events":
         action = "events.view"
     elif endpoint in ("api.put_preference", "api.delete_preference"):
@@ -158,10 +155,10 @@ def console() -> Response:
     """The console for a logged-in agent; anyone else is sent to the log-in page."""
     session = _session()
     if session is None:
-        return _secure(make_response(redirect("/console/login", code=303)))
-    return _secure(make_response(render_template(
+        return make_response(redirect("/console/login", code=303))
+    return make_response(render_template(
         "console/index.html", agent=session["name"], is_admin=session["is_admin"],
-        csrf=session["csrf"], idle_minutes=_idle_minutes())))
+        csrf=session["csrf"], idle_minutes=_idle_minutes()))
 
 
 def _login_page(status: int = 200, error: str | None = None,
@@ -172,13 +169,13 @@ def _login_page(status: int = 200, error: str | None = None,
     _set_cookie(resp, LOGIN_COOKIE, token, 3600)
     if retry_after:
         resp.headers["Retry-After"] = str(retry_after)
-    return _secure(resp)
+    return resp
 
 
 @bp.get("/console/login")
 def login_form() -> Response:
     if _session() is not None:
-        return _secure(make_response(redirect("/console", code=303)))
+        return make_response(redirect("/console", code=303))
     return _login_page()
 
 
@@ -213,7 +210,7 @@ def login() -> Response:
     resp = make_response(redirect("/console", code=303))
     _set_cookie(resp, COOKIE, session_id, None)
     resp.delete_cookie(LOGIN_COOKIE, path="/")
-    return _secure(resp)
+    return resp
 
 
 @bp.post("/console/logout")
@@ -224,9 +221,9 @@ def logout() -> Response:
     if session is not None:
         sent = request.form.get("csrf_token", "")
         if not hmac.compare_digest(sent.encode(), session["csrf"].encode()):
-            return _secure(make_response(("The form had expired: reload the console.", 400)))
+            return make_response(("The form had expired: reload the console.", 400))
         _agents().end_session(sid)
         _agents().audit(session["name"], "logout")
     resp = make_response(redirect("/console/login?bye=1", code=303))
     resp.delete_cookie(COOKIE, path="/")
-    return _secure(resp)
+    return resp

@@ -157,6 +157,12 @@ def live_server(request: pytest.FixtureRequest,
     base_url = f"http://127.0.0.1:{port}"
     try:
         wait_for_health(process, f"{base_url}/healthz", log_path)
+        # /healthz answered from one worker; the other may still be loading the model, and a
+        # page's request routed to it would wait. Start once both say they are ready.
+        deadline = time.monotonic() + HEALTH_TIMEOUT
+        while log_path.read_text(errors="replace").count("ready: catalogs") < 2 \
+                and time.monotonic() < deadline and process.poll() is None:
+            time.sleep(0.2)
         yield base_url
     finally:
         process.terminate()

@@ -78,6 +78,8 @@ def test_console_login_profile_call_audit_and_logout(
                                   "polarity": "avoid"}).ok
     assert page.request.post(f"{base}/shoppers/caller-1/events", headers=SERVER,
                              data={"type": "purchase", "product_id": found["product_id"]}).ok
+    assert page.request.put(f"{base}/shoppers/caller-1/contact", headers=SERVER,
+                            data={"email": "caller.one@example.com"}).ok
 
     log_in(page, live_server, agent, "wrong password")
     expect(page.get_by_role("alert")).to_have_text("That name and password do not match.")
@@ -88,7 +90,8 @@ def test_console_login_profile_call_audit_and_logout(
     expect(page.locator("#agent-name")).to_have_text(agent)
     assert page.locator("script:not([src])").count() == 0
 
-    page.get_by_label("Shopper id").fill("caller-1")
+    # The caller gives the e-mail the shop knows them by.
+    page.get_by_label("Shopper id or e-mail").fill("Caller.One@example.com")
     page.get_by_role("button", name="Look up").click()
     expect(page.locator("#stated li")).to_contain_text(["colour: Black (avoids)"])
     expect(page.locator("#purchases li").first).to_contain_text(found["title"])

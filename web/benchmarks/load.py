@@ -302,9 +302,6 @@ def main(argv: list[str] | None = None) -> int:
                    help="extra `shopper serve` argument, e.g. --server-arg=--threads=32")
     p.add_argument("--server-env", action="append", default=[], metavar="NAME=VALUE",
                    help="extra environment for the server, e.g. OPENBLAS_NUM_THREADS=1")
-    p.add_argument("--prototype-admission", metavar="ACTIVE:QUEUE:WAIT_S",
-                   help="serve through web.benchmarks.admission (a bounded-queue admission "
-                        "prototype), e.g. 4:40:3; use with --server-arg=--threads=64")
     p.add_argument("--timeout", type=float, default=30.0, help="per request (default 30 s)")
     p.add_argument("--myntra-share", type=float, default=0.15)
     p.add_argument("--seed", type=int, default=11)
@@ -317,11 +314,6 @@ def main(argv: list[str] | None = None) -> int:
     serve_dir = data_dir if args.in_place else scratch_data_dir(data_dir)
     env = dict(x.split("=", 1) for x in args.server_env)
     module = "web.cli"
-    if args.prototype_admission:
-        active, queue, wait = args.prototype_admission.split(":")
-        env.update(SHOPPER_PROTO_ACTIVE=active, SHOPPER_PROTO_QUEUE=queue,
-                   SHOPPER_PROTO_WAIT=wait)
-        module = "web.benchmarks.admission"
     server = ServerProcess(serve_dir, workers=args.workers, extra_args=args.server_arg,
                            api_key=API_KEY, module=module, env=env)
     fig: dict[str, Any] = {"benchmark": "load", "machine": machine(),
@@ -331,12 +323,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         server.start()
         fig["startup"] = server.wait_ready()
-        fig["server_cmd"] = (" ".join(f"{k}={v}" for k, v in env.items() if
-                                      not k.startswith("SHOPPER_PROTO")) +
+        fig["server_cmd"] = (" ".join(f"{k}={v}" for k, v in env.items()) +
                              f" python -m {module} serve --workers {args.workers} --no-import "
                              + " ".join(args.server_arg)).strip()
-        if args.prototype_admission:
-            fig["server_cmd"] += f" (prototype admission {args.prototype_admission})"
         fig["phases"] = []
         for i, n in enumerate(int(x) for x in args.shoppers.split(",") if x.strip()):
             fig["phases"].append(run_phase(server, n, args.seconds, args.timeout,

@@ -186,7 +186,15 @@
 
     onSubmit("find-form", function (form) {
       var id = String(form.get("shopper_id") || "").trim();
-      if (id) lookUp(id).catch(fail);
+      if (!id) return;
+      if (/^[^@\s]+@[^@\s]+\.[^@\s]+$/.test(id)) {
+        // An e-mail the shop gave for the shopper; an id may hold "@" too, so fall back.
+        call("GET", "/shoppers?email=" + encodeURIComponent(id)).then(function (found) {
+          return lookUp(found.shopper_id);
+        }, function () { return lookUp(id); }).catch(fail);
+      } else {
+        lookUp(id).catch(fail);
+      }
     });
     onSubmit("pref-form", function (form) {
       if (!shopperId) return;
