@@ -43,11 +43,12 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
 def fill(disk: Path) -> Path:
     """Write a file until the disk has no space left; returns it."""
     filler = disk / "filler"
-    with open(filler, "wb") as fh:
+    # Unbuffered: a buffered file would still hold the last partial block at close, and
+    # closing would raise ENOSPC again, depending on how much room the disk had left.
+    with open(filler, "wb", buffering=0) as fh:
         try:
             while True:
                 fh.write(b"\0" * 65536)
-                fh.flush()
         except OSError as exc:
             assert exc.errno == errno.ENOSPC
     return filler

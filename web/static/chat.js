@@ -101,19 +101,8 @@
     return UI.renderActions(function (body, label) { send(body, label); });
   }
 
-  /* The previous turn's chips and action buttons no longer apply once a new turn arrives. */
-  function retireCurrentTurn() {
-    var current = log.querySelectorAll(".turn.is-current");
-    Array.prototype.forEach.call(current, function (turn) {
-      turn.classList.remove("is-current");
-      Array.prototype.forEach.call(turn.querySelectorAll(".chips, .actions"), function (node) {
-        node.parentNode.removeChild(node);
-      });
-    });
-  }
-
   function renderTurn(turn) {
-    retireCurrentTurn();
+    UI.retireTurns(log);
     turnSeq += 1;
     var turnId = "turn-" + turnSeq;
     var item = el("li", "entry entry--assistant turn is-current");

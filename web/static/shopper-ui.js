@@ -270,5 +270,15 @@
     return null;
   };
 
+  /* The previous turn's chips and action buttons no longer apply once a new turn arrives. */
+  UI.retireTurns = function (log) {
+    Array.prototype.forEach.call(log.querySelectorAll(".turn.is-current"), function (turn) {
+      turn.classList.remove("is-current");
+      Array.prototype.forEach.call(turn.querySelectorAll(".chips, .actions"), function (node) {
+        node.parentNode.removeChild(node);
+      });
+    });
+  };
+
   global.ShopperUI = UI;
 })(window);

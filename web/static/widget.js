@@ -194,17 +194,8 @@
     return item;
   }
 
-  function retireCurrentTurn() {
-    Array.prototype.forEach.call(log.querySelectorAll(".turn.is-current"), function (turn) {
-      turn.classList.remove("is-current");
-      Array.prototype.forEach.call(turn.querySelectorAll(".chips, .actions"), function (node) {
-        node.parentNode.removeChild(node);
-      });
-    });
-  }
-
   function renderTurn(turn) {
-    retireCurrentTurn();
+    UI.retireTurns(log);
     turnSeq += 1;
     var turnId = "ps-turn-" + turnSeq;
     var item = el("li", "entry entry--assistant turn is-current");
