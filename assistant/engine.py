@@ -347,8 +347,7 @@ class Assistant:
                 c.boosts.extend(memory.recipient_boosts(saved, cat,
                                                         self.query_reader(cat.name)))
             return c
-        profile = self.profile(conv.shopper_id, cat, store, events=events, detail=False)
-        c.soft = profile["effective_objects"]
+        c.soft = self._preferences(conv.shopper_id, cat, store, events)[2]
         for p in c.soft:
             if p.source == "stated" and p.polarity == "avoid" and \
                     p.value not in c.wants.get(p.attribute, set()):
@@ -404,19 +403,20 @@ class Assistant:
         query_text = _query_text(ctx, cat)
         qvec = self.embedder.embed([query_text])[0] if query_text else None
         ranked = candidates(cat, mask, qvec, c)
-        ctx["candidates"] = int(mask.sum())
+        allowed = np.flatnonzero(mask)  # every product that fits what was said
+        ctx["candidates"] = len(allowed)
         question: Question | None = None
         asked_count = int(ctx.get("questions_asked", 0))  # what the shopper volunteered is free
         may_ask = (not ctx.get("show_now") and event not in ("more", "cheaper")
                    and asked_count < self.settings.max_questions)
         if may_ask and conv.state in ("recommending", "refining"):
-            may_ask = int(mask.sum()) > 20
+            may_ask = len(allowed) > 20
         reask = ctx.pop("reask", None)
         if reask is not None:
             ctx.setdefault("reasked", []).append(reask)
             offered = set(ctx.get("offered", {}).get(reask, [])) | c.avoids.get(reask, set())
             spec = cat.spec(reask)
-            options = options_for(cat, reask, np.flatnonzero(mask), exclude=offered) \
+            options = options_for(cat, reask, allowed, exclude=offered) \
                 if spec is not None and event not in ("more", "cheaper") else []
             if len(options) >= 2:
                 question = Question(reask, spec.question if spec else "", options)
@@ -428,7 +428,7 @@ class Assistant:
                 set(ctx.get("asked", []))
             # Counted over every product that fits what was said, not only the nearest ones:
             # a vague opening must not hide the kinds of thing it could mean.
-            question = choose_question(cat, np.flatnonzero(mask), settled=settled,
+            question = choose_question(cat, allowed, settled=settled,
                                        avoided=c.avoids)
         if question is not None:
             ctx["question"] = {"attribute": question.attribute, "options": question.options}
@@ -506,33 +506,22 @@ class Assistant:
 
     # Profiles ------------------------------------------------------------------------------
     def profile(self, shopper_id: str, cat: Catalog | None = None,
-                store: Store | None = None, *, events: list[dict[str, Any]] | None = None,
-                detail: bool = True) -> dict[str, Any]:
+                store: Store | None = None, *, events: list[dict[str, Any]] | None = None
+                ) -> dict[str, Any]:
         """The shopper's stated, inferred and effective preferences, each with its evidence,
-        plus (``detail``) what their history does to picks (``purchase_rules``, ``nudges``,
-        ``excluded_products``) and their saved ``recipients``.
-        ``effective_objects`` is for ranking."""
+        plus what their history does to picks (``purchase_rules``, ``nudges``,
+        ``excluded_products``) and their saved ``recipients``."""
         store = store or self.store()
         cat = cat or self.catalog(None)
         events = store.events(shopper_id) if events is None else events
-        rows = store.stated_preferences(shopper_id)
-        stated = prefs.stated(rows)
-        dismissed = {(r["attribute"], r["value"]) for r in rows if r["source"] == "dismissed"}
-        reader = self.query_reader(cat.name)
-        inferred = [p for p in prefs.infer(events, cat,
-                                           half_life_days=self.settings.half_life_days,
-                                           read_query=reader)
-                    if (p.attribute, p.value) not in dismissed]
-        eff = prefs.effective(stated, inferred)
+        stated, inferred, eff, rows = self._preferences(shopper_id, cat, store, events)
         out: dict[str, Any] = {"shopper_id": shopper_id,
                                "stated": [p.to_json() for p in stated],
                                "inferred": [p.to_json() for p in inferred],
-                               "effective": [p.to_json() for p in eff],
-                               "effective_objects": eff}
-        if not detail:
-            return out
+                               "effective": [p.to_json() for p in eff]}
         mem = memory.recall(events, cat, now=datetime.now(UTC),
-                            session_hours=self.settings.session_hours, read_query=reader)
+                            session_hours=self.settings.session_hours,
+                            read_query=self.query_reader(cat.name))
         return {**out,
                 "dismissed": [{"attribute": r["attribute"], "value": r["value"],
                                "evidence": r["evidence"], "updated_at": r["updated_at"]}
@@ -543,6 +532,21 @@ class Assistant:
                             for b in mem.boosts],
                 "recipients": store.recipients(shopper_id),
                 "catalog": cat.name}
+
+    def _preferences(self, shopper_id: str, cat: Catalog, store: Store,
+                     events: list[dict[str, Any]]
+                     ) -> tuple[list[prefs.Preference], list[prefs.Preference],
+                                list[prefs.Preference], list[dict[str, Any]]]:
+        """Stated, inferred (less what the shopper dismissed) and effective preferences, and
+        the stored preference rows they came from."""
+        rows = store.stated_preferences(shopper_id)
+        stated = prefs.stated(rows)
+        dismissed = {(r["attribute"], r["value"]) for r in rows if r["source"] == "dismissed"}
+        inferred = [p for p in prefs.infer(events, cat,
+                                           half_life_days=self.settings.half_life_days,
+                                           read_query=self.query_reader(cat.name))
+                    if (p.attribute, p.value) not in dismissed]
+        return stated, inferred, prefs.effective(stated, inferred), rows
 
     # One-shot search -----------------------------------------------------------------------
     def search(self, q: str, *, shopper_id: str | None = None, k: int = 10,

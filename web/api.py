@@ -381,27 +381,16 @@ class _Admission:
         self._slots.release()
 
 
-class _Inflight:
-    """The app's admission control, built from its config on first use."""
-
-    def _admission(self) -> _Admission:
-        ext = current_app.extensions
-        adm: _Admission | None = ext.get("shopper_admission")
-        if adm is None:
-            cfg = current_app.config
-            adm = ext.setdefault("shopper_admission", _Admission(
-                int(cfg.get("ACTIVE_TURNS", 4)), int(cfg.get("QUEUED_TURNS", 48)),
-                float(cfg.get("QUEUE_WAIT_S", 3.0))))
-        return adm
-
-    def __enter__(self) -> None:
-        self._admission().__enter__()
-
-    def __exit__(self, *exc: object) -> None:
-        self._admission().__exit__(*exc)
-
-
-_inflight = _Inflight()
+def _admission() -> _Admission:
+    """This app's admission control, built from its config on first use."""
+    ext = current_app.extensions
+    adm: _Admission | None = ext.get("shopper_admission")
+    if adm is None:
+        cfg = current_app.config
+        adm = ext.setdefault("shopper_admission", _Admission(
+            int(cfg.get("ACTIVE_TURNS", 4)), int(cfg.get("QUEUED_TURNS", 48)),
+            float(cfg.get("QUEUE_WAIT_S", 3.0))))
+    return adm
 
 
 # Health and the document ------------------------------------------------------------------
@@ -451,7 +440,7 @@ def create_conversation() -> Any:
                            f"{MAX_TEXT})")
     if agent is not None and channel != "phone" and not _is_server():
         raise Unauthorized("agents open conversations on the phone channel", 403)
-    with _inflight:
+    with _admission():
         conv, token, turn = _assistant().start(
             channel=channel, shopper_id=shopper_id, catalog=body.get("catalog"),
             store_id=body.get("store_id"), text=body.get("text"),
@@ -467,7 +456,7 @@ def create_conversation() -> Any:
 def add_turn(conversation_id: str) -> Any:
     _conversation_access(conversation_id)
     body = _body()
-    with _inflight:
+    with _admission():
         return _assistant().turn(conversation_id, body)
 
 
@@ -517,7 +506,6 @@ def get_profile(shopper_id: str) -> Any:
     _check_id(shopper_id, "shopper_id")
     assistant = _assistant()
     prof = assistant.profile(shopper_id, assistant.catalog(request.args.get("catalog")))
-    prof.pop("effective_objects", None)
     return prof
 
 
@@ -555,7 +543,6 @@ def put_preference(shopper_id: str) -> Any:
         store.put_preference(shopper_id, attr, value, polarity, evidence=evidence,
                              said=said or "")
     prof = _assistant().profile(shopper_id)
-    prof.pop("effective_objects", None)
     return prof
 
 
@@ -572,7 +559,6 @@ def delete_preference(shopper_id: str) -> Any:
             store.put_preference(shopper_id, attr, value, "neutral", source="dismissed",
                                  evidence="you removed it", strength=0.0)
     prof = _assistant().profile(shopper_id)
-    prof.pop("effective_objects", None)
     return prof
 
 
@@ -705,7 +691,6 @@ def export_shopper(shopper_id: str) -> Any:
     _check_id(shopper_id, "shopper_id")
     data = services().store().export_shopper(shopper_id)
     prof = _assistant().profile(shopper_id)
-    prof.pop("effective_objects", None)
     return {"shopper_id": shopper_id, "profile": prof, "tables": data}
 
 
@@ -750,7 +735,7 @@ def search() -> Any:
                                401 if _bearer() is None else 403)
         if not _is_server():
             _agent_may_open(shopper_id)
-    with _inflight:
+    with _admission():
         picks = _assistant().search(q, shopper_id=shopper_id, k=k,
                                     catalog=request.args.get("catalog"),
                                     product_id=product_id)

@@ -73,10 +73,7 @@
   /* ---------- rendering ---------- */
 
   function addEntry(kind, text) {
-    var item = el("li", "entry entry--" + kind);
-    item.appendChild(el("p", "bubble", text));
-    log.appendChild(item);
-    return item;
+    return UI.addEntry(log, kind, text);
   }
 
   function showError(message) {

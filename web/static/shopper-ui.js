@@ -270,6 +270,14 @@
     return null;
   };
 
+  /* One message in a conversation log: a list item holding a bubble of plain text. */
+  UI.addEntry = function (log, kind, text) {
+    var item = UI.el("li", "entry entry--" + kind);
+    item.appendChild(UI.el("p", "bubble", text));
+    log.appendChild(item);
+    return item;
+  };
+
   /* The previous turn's chips and action buttons no longer apply once a new turn arrives. */
   UI.retireTurns = function (log) {
     Array.prototype.forEach.call(log.querySelectorAll(".turn.is-current"), function (turn) {
