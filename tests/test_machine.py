@@ -7,14 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from assistant.machine import STATES, TRANSITIONS, Conversation, MachineError, attach
+from assistant.machine import STATES, TRANSITIONS, Conversation, MachineError
 
 
 def make(state: str, *, facts: bool = True, question: bool = False) -> Conversation:
     conv = Conversation("c_x", "web", "fashion", state=state,
                         ctx={"facts": facts, "question": {"attribute": "colour"} if question
                              else None})
-    attach(conv)
     return conv
 
 
@@ -52,6 +51,20 @@ def test_unconditional_rows_land_where_declared() -> None:
 def test_a_finished_conversation_refuses(event: str) -> None:
     with pytest.raises(MachineError):
         make("done").trigger(event)
+
+
+def test_an_unknown_event_is_refused() -> None:
+    with pytest.raises(MachineError):
+        make("asking").trigger("teleport")
+
+
+def test_conversations_do_not_share_state() -> None:
+    # One machine serves every conversation: firing on one leaves the other where it was.
+    a, b = make("asking"), make("recommending")
+    a.trigger("finish")
+    assert (a.state, b.state) == ("done", "recommending")
+    b.trigger("hear")
+    assert (a.state, b.state) == ("done", "refining")
 
 
 def test_readme_lists_every_trigger() -> None:

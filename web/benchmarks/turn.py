@@ -246,7 +246,7 @@ _WATCH = [
     ("store: save_conversation", "store.py", "save_conversation"),
     ("store: add_turn", "store.py", "add_turn"),
     ("store: transaction (BEGIN/COMMIT)", "store.py", "_immediate"),
-    ("machine: attach", "machine.py", "attach"),
+    ("machine: trigger", "machine.py", "trigger"),
     ("json.dumps", "json/__init__.py", "dumps"),
 ]
 
