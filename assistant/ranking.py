@@ -60,11 +60,6 @@ class Ranked:
     scores: NDArray[np.float32]
 
 
-def _codes_for(catalog: Catalog, attr: str, values: set[str]) -> list[int]:
-    lookup = catalog.code_of.get(attr, {})
-    return [lookup[v] for v in values if v in lookup]
-
-
 def hard_mask(catalog: Catalog, c: Constraints) -> NDArray[np.bool_]:
     """Rows that break nothing the shopper said (wants, avoids, budget, exclusions)."""
     mask = np.ones(len(catalog), dtype=bool)
@@ -74,11 +69,11 @@ def hard_mask(catalog: Catalog, c: Constraints) -> NDArray[np.bool_]:
         accepted = set(values)
         for v in values:
             accepted.update(ACCEPT_ALSO.get(attr, {}).get(v, ()))
-        mask &= np.isin(catalog.codes[attr], _codes_for(catalog, attr, accepted))
+        mask &= catalog.has_value(attr, accepted)
     for source in (c.avoids, c.profile_avoids):
         for attr, values in source.items():
             if attr in catalog.codes and values:
-                mask &= ~np.isin(catalog.codes[attr], _codes_for(catalog, attr, values))
+                mask &= ~catalog.has_value(attr, values)
     if c.min_price is not None or c.max_price is not None or c.below_price is not None:
         prices = catalog.prices
         ok = np.isfinite(prices)
@@ -90,14 +85,11 @@ def hard_mask(catalog: Catalog, c: Constraints) -> NDArray[np.bool_]:
             ok &= prices < c.below_price
         mask &= ok
     for term in c.avoid_terms:
-        t = term.lower()
-        mask &= np.fromiter((t not in title for title in catalog.titles_lower), bool,
-                            len(catalog))
+        mask &= ~catalog.title_contains(term.lower())
     wanted_types = c.wants.get("article_type", set())
     blocked = [t for t in c.blocked_types if t not in wanted_types]
     if blocked and "article_type" in catalog.codes:
-        mask &= ~np.isin(catalog.codes["article_type"], _codes_for(catalog, "article_type",
-                                                                   set(blocked)))
+        mask &= ~catalog.has_value("article_type", blocked)
     for pid in c.exclude_ids:
         row = catalog.row_of.get(pid)
         if row is not None:
@@ -110,8 +102,7 @@ def _soft_scores(catalog: Catalog, rows: NDArray[np.int64], c: Constraints
     bonus = np.zeros(len(rows), dtype=np.float32)
     for attr, values in c.wants.items():
         if attr in catalog.codes:
-            bonus += EXACT_BONUS * np.isin(catalog.codes[attr][rows],
-                                           _codes_for(catalog, attr, values))
+            bonus += EXACT_BONUS * catalog.has_value(attr, values, rows)
     for pref in c.soft:
         if pref.attribute not in catalog.codes or pref.attribute in c.wants:
             continue
@@ -174,7 +165,13 @@ def select_diverse(catalog: Catalog, ranked: Ranked, k: int, pinned: set[str],
     vecs = np.asarray(catalog.index.vectors[pool])
     attrs = [a for a in catalog.facet_names + (["brand"] if "brand" in catalog.codes else [])
              if a not in pinned and a in catalog.codes]
-    attr_codes = np.stack([catalog.codes[a][pool] for a in attrs]) if attrs else None
+    # Likeness of every pair in the pool, once: half vector cosine, half the share of
+    # attributes (known on both sides) the two have in common.
+    likeness = 0.5 * (vecs @ vecs.T).astype(np.float64)
+    if attrs:
+        codes = np.stack([catalog.codes[a][pool] for a in attrs])  # (attrs, pool)
+        same = (codes[:, :, None] == codes[:, None, :]) & (codes >= 0)[:, :, None]
+        likeness += 0.5 * same.mean(axis=0)
     chosen: list[int] = []
     max_sim = np.zeros(len(pool))
     for _ in range(min(k, len(pool))):
@@ -183,13 +180,7 @@ def select_diverse(catalog: Catalog, ranked: Ranked, k: int, pinned: set[str],
             mmr[chosen] = -np.inf
         best = int(np.argmax(mmr))
         chosen.append(best)
-        vec_sim = vecs @ vecs[best]
-        if attr_codes is not None:
-            same = (attr_codes == attr_codes[:, best:best + 1]) & (attr_codes >= 0)
-            attr_sim = same.mean(axis=0)
-        else:
-            attr_sim = np.zeros(len(pool))
-        max_sim = np.maximum(max_sim, 0.5 * vec_sim + 0.5 * attr_sim)
+        np.maximum(max_sim, likeness[best], out=max_sim)
     return _vary(catalog, [int(pool[i]) for i in chosen], ranked.rows, pinned)
 
 
@@ -269,12 +260,12 @@ def reasons_for(catalog: Catalog, row: int, c: Constraints, query_words: str = "
         else:
             out.append(f"{_money(product.price, product.currency)}, within your "
                        f"{_money(limit, product.currency)} budget")
-    for attr, values in {**c.avoids}.items():
+    for values in c.avoids.values():
         if values:
             out.append(f"Not {' or '.join(label_for(v).lower() for v in sorted(values))}, "
                        "as you said")
             break
-    for attr, values in c.profile_avoids.items():
+    for values in c.profile_avoids.values():
         if values:
             out.append(f"No {' or '.join(label_for(v).lower() for v in sorted(values))}: "
                        "you told us before")
@@ -311,7 +302,7 @@ def rank(catalog: Catalog, ranked: Ranked, c: Constraints, *, k: int = 5,
     """The top k picks with reasons, diverse across what the shopper left open."""
     rows = select_diverse(catalog, ranked, k, pinned=set(c.wants))
     score_of = {int(r): float(s) for r, s in zip(ranked.rows[:MMR_POOL],
-                                                  ranked.scores[:MMR_POOL])}
+                                                  ranked.scores[:MMR_POOL], strict=True)}
     return [Pick(r, score_of.get(r, 0.0), reasons_for(catalog, r, c, query_words))
             for r in rows]
 

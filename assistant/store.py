@@ -220,7 +220,7 @@ def _conversation(row: dict[str, Any]) -> Conversation:
         conversation_id=row["conversation_id"], channel=row["channel"], catalog=row["catalog"],
         shopper_id=row["shopper_id"], store_id=row["store_id"], state=row["state"],
         version=row["version"], created_at=row["created_at"], agent_id=row["agent_id"],
-        ctx=json.loads(row["ctx"]),
+        looking_at=row["looking_at"], ctx=json.loads(row["ctx"]),
     )
 
 
@@ -230,27 +230,36 @@ class Store:
     def __init__(self, db: sqlite_utils.Database) -> None:
         self.db = db
 
+    def _rows(self, sql: str, params: list[Any]) -> Iterator[dict[str, Any]]:
+        """Rows as dicts, read with one statement (``Database.query`` wraps each read in a
+        savepoint: two more statements)."""
+        cur = self.db.execute(sql, params)
+        names = [d[0] for d in cur.description]
+        for row in cur:
+            yield dict(zip(names, row, strict=True))
+
     @contextmanager
     def transaction(self) -> Iterator[None]:
         with _immediate(self.db):
             yield
 
     # Conversations ------------------------------------------------------------------------
+    # The statements of a turn are written out: sqlite-utils' Table helpers look the table
+    # up in sqlite_master first (14 of a turn's 27 statements were such look-ups).
     def create_conversation(self, conv: Conversation, token_hash: str) -> None:
-        self.db["conversations"].insert({
-            "conversation_id": conv.conversation_id, "token_hash": token_hash,
-            "channel": conv.channel, "shopper_id": conv.shopper_id, "catalog": conv.catalog,
-            "store_id": conv.store_id, "state": conv.state, "ctx": json.dumps(conv.ctx),
-            "version": conv.version, "created_at": conv.created_at,
-            "updated_at": conv.created_at, "agent_id": conv.agent_id, "handoff_code": None,
-        })
+        self.db.execute(
+            "INSERT INTO conversations (conversation_id, token_hash, channel, shopper_id, "
+            "catalog, store_id, state, ctx, version, created_at, updated_at, agent_id, "
+            "handoff_code, looking_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, ?)",
+            [conv.conversation_id, token_hash, conv.channel, conv.shopper_id, conv.catalog,
+             conv.store_id, conv.state, json.dumps(conv.ctx), conv.version, conv.created_at,
+             conv.created_at, conv.agent_id, conv.looking_at])
 
     def conversation_row(self, conversation_id: str) -> dict[str, Any]:
-        try:
-            return dict(self.db["conversations"].get(conversation_id))
-        except sqlite_utils.db.NotFoundError:
-            raise ConversationNotFound(
-                f"there is no conversation {conversation_id!r}") from None
+        for row in self._rows("SELECT * FROM conversations WHERE conversation_id = ?",
+                                 [conversation_id]):
+            return row
+        raise ConversationNotFound(f"there is no conversation {conversation_id!r}")
 
     def load_conversation(self, conversation_id: str) -> Conversation:
         """Raises ConversationNotFound."""
@@ -269,10 +278,10 @@ class Store:
 
     def add_turn(self, conversation_id: str, seq: int, request: dict[str, Any],
                  response: dict[str, Any]) -> None:
-        self.db["turns"].insert({
-            "conversation_id": conversation_id, "seq": seq, "at": now_iso(),
-            "request": json.dumps(request), "response": json.dumps(response),
-        })
+        self.db.execute(
+            "INSERT INTO turns (conversation_id, seq, at, request, response) "
+            "VALUES (?, ?, ?, ?, ?)",
+            [conversation_id, seq, now_iso(), json.dumps(request), json.dumps(response)])
 
     def turns(self, conversation_id: str) -> list[dict[str, Any]]:
         return [
@@ -291,8 +300,8 @@ class Store:
 
     # Preferences --------------------------------------------------------------------------
     def stated_preferences(self, shopper_id: str) -> list[dict[str, Any]]:
-        return list(self.db["preferences"].rows_where("shopper_id = ?", [shopper_id],
-                                                      order_by="updated_at"))
+        return list(self._rows("SELECT * FROM preferences WHERE shopper_id = ? "
+                                  "ORDER BY updated_at", [shopper_id]))
 
     def put_preference(self, shopper_id: str, attribute: str, value: str, polarity: str, *,
                        source: str = "stated", evidence: str = "", said: str = "",
@@ -316,20 +325,21 @@ class Store:
                   catalog: str | None = None, query: str | None = None,
                   at: str | None = None, conversation_id: str | None = None,
                   recipient: str | None = None) -> None:
-        self.db["events"].insert({
-            "shopper_id": shopper_id, "type": type_, "product_id": product_id,
-            "catalog": catalog, "query": query, "at": at or now_iso(),
-            "conversation_id": conversation_id, "recipient": recipient,
-        })
+        self.db.execute(
+            "INSERT INTO events (shopper_id, type, product_id, catalog, query, at, "
+            "conversation_id, recipient) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            [shopper_id, type_, product_id, catalog, query, at or now_iso(), conversation_id,
+             recipient])
 
     def events(self, shopper_id: str) -> list[dict[str, Any]]:
-        return list(self.db["events"].rows_where("shopper_id = ?", [shopper_id],
-                                                 order_by="at"))
+        return list(self._rows("SELECT * FROM events WHERE shopper_id = ? ORDER BY at",
+                                  [shopper_id]))
 
     # Recipients ---------------------------------------------------------------------------
     def recipients(self, shopper_id: str) -> list[dict[str, Any]]:
         return [{**r, "attributes": json.loads(r["attributes"] or "{}")}
-                for r in self.db["recipients"].rows_where("shopper_id = ?", [shopper_id])]
+                for r in self._rows("SELECT * FROM recipients WHERE shopper_id = ?",
+                                       [shopper_id])]
 
     def put_recipient(self, shopper_id: str, name: str, attributes: dict[str, str],
                       note: str = "") -> None:
@@ -339,24 +349,14 @@ class Store:
 
     def recipient(self, shopper_id: str, name: str) -> dict[str, Any] | None:
         """One saved recipient with its attributes decoded, or None."""
-        rows = list(self.db["recipients"].rows_where("shopper_id = ? AND name = ?",
-                                                     [shopper_id, name], limit=1))
+        rows = list(self._rows("SELECT * FROM recipients WHERE shopper_id = ? AND name = ? "
+                                  "LIMIT 1", [shopper_id, name]))
         return {**rows[0], "attributes": json.loads(rows[0]["attributes"] or "{}")} \
             if rows else None
 
     def delete_recipient(self, shopper_id: str, name: str) -> int:
         return self.db.execute("DELETE FROM recipients WHERE shopper_id = ? AND name = ?",
                                [shopper_id, name]).rowcount
-
-    # What a conversation's shopper is looking at ------------------------------------------
-    def set_looking_at(self, conversation_id: str, product_id: str | None) -> None:
-        self.db.execute("UPDATE conversations SET looking_at = ? WHERE conversation_id = ?",
-                        [product_id, conversation_id])
-
-    def looking_at(self, conversation_id: str) -> str | None:
-        row = self.db.execute("SELECT looking_at FROM conversations WHERE conversation_id = ?",
-                              [conversation_id]).fetchone()
-        return row[0] if row else None
 
     # Everything about one shopper ---------------------------------------------------------
     def export_shopper(self, shopper_id: str) -> dict[str, Any]:

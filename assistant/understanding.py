@@ -395,6 +395,6 @@ def understand(text: str, lexicon: Lexicon, *, asked: str | None = None,
             out.wants[asked] = {found[0]}
             out.matched.append(f"~{found[0]}")
 
-    out.positive_text = " ".join(t for t, neg in zip(tokens, negated)
+    out.positive_text = " ".join(t for t, neg in zip(tokens, negated, strict=True)
                                  if not neg and t not in {",", ".", ";", "!", "?"})
     return out

@@ -14,8 +14,10 @@ import math
 import os
 import shlex
 import shutil
+import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -76,6 +78,30 @@ def product_text(product: Product, specs: Sequence[AttributeSpec]) -> str:
     return ". ".join(parts)
 
 
+class MaskCache:
+    """A bounded, thread-safe LRU of read-only row masks."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._items: OrderedDict[tuple[Any, ...], NDArray[np.bool_]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple[Any, ...], compute: Callable[[], NDArray[np.bool_]]
+            ) -> NDArray[np.bool_]:
+        with self._lock:
+            hit = self._items.get(key)
+            if hit is not None:
+                self._items.move_to_end(key)
+                return hit
+        mask = compute()
+        mask.setflags(write=False)
+        with self._lock:
+            self._items[key] = mask
+            while len(self._items) > self.size:
+                self._items.popitem(last=False)
+        return mask
+
+
 @dataclass
 class Catalog:
     """Everything the assistant needs to know about what is sold, held in memory.
@@ -115,9 +141,40 @@ class Catalog:
         self.currency = next((p.currency for p in self.products if p.currency), None)
         self.consumable = np.array([self._is_consumable(p) for p in self.products], dtype=bool)
         self.titles_lower = [p.title.lower() for p in self.products]
+        # Row masks of what shoppers say again and again ("Women", "Tshirts", "not
+        # leather"): 64 MB of them at most, whatever the catalog's size.
+        self._masks = MaskCache(max(16, (64 << 20) // max(len(self.products), 1)))
 
     def __len__(self) -> int:
         return len(self.products)
+
+    def has_value(self, attr: str, values: Iterable[str],
+                  rows: NDArray[np.int64] | None = None) -> NDArray[np.bool_]:
+        """For every row (or the given ``rows``): is its ``attr`` one of ``values``?
+
+        One table lookup per row: a boolean table over the attribute's codes, indexed by
+        the rows' codes (a missing value, -1, lands on the table's last slot, always False).
+        """
+        lookup = self.code_of.get(attr, {})
+        codes = [lookup[v] for v in values if v in lookup]
+        if rows is not None:
+            table = np.zeros(len(lookup) + 1, dtype=bool)
+            table[codes] = True
+            found: NDArray[np.bool_] = table[self.codes[attr][rows]]
+            return found
+        key = (attr, *sorted(codes))
+
+        def compute() -> NDArray[np.bool_]:
+            table = np.zeros(len(lookup) + 1, dtype=bool)
+            table[codes] = True
+            whole: NDArray[np.bool_] = table[self.codes[attr]]
+            return whole
+        return self._masks.get(key, compute)
+
+    def title_contains(self, term: str) -> NDArray[np.bool_]:
+        """Rows whose title contains ``term`` (lower case)."""
+        return self._masks.get(("title", term), lambda: np.fromiter(
+            (term in title for title in self.titles_lower), bool, len(self)))
 
     def _is_consumable(self, p: Product) -> bool:
         return any(p.attributes.get(attr) in vals for attr, vals in self.consumable_rule.items())

@@ -76,7 +76,7 @@ class FaissIndex:
         q = np.asarray(query, dtype=np.float32).reshape(1, -1)
         if rows is None:
             scores, ids = self.index.search(q, min(k, len(self)))
-            return [Hit(int(i), float(s)) for i, s in zip(ids[0], scores[0]) if i >= 0]
+            return [Hit(int(i), float(s)) for i, s in zip(ids[0], scores[0], strict=True) if i >= 0]
         if len(rows) == 0:
             return []
         sims = self.scores(q, rows)

@@ -294,6 +294,8 @@ def _conversation_access(conversation_id: str) -> None:
     if not _CONV_ID.match(conversation_id):
         raise NotFound(f"there is no conversation {conversation_id!r}")
     row = services().store().conversation_row(conversation_id)
+    # Where the conversation stands, for the stock on kiosk picks (handoff._add_stock).
+    g.conversation_place = (row["store_id"], row["catalog"])
     if _is_server():
         return
     agent = _agent()
@@ -445,6 +447,7 @@ def create_conversation() -> Any:
             channel=channel, shopper_id=shopper_id, catalog=body.get("catalog"),
             store_id=body.get("store_id"), text=body.get("text"),
             agent_id=agent["name"] if agent else None, product_id=body.get("product_id"))
+    g.conversation_place = (conv.store_id, conv.catalog)
     out = {**turn, "conversation_id": conv.conversation_id, "token": token}
     resp = jsonify(out)
     resp.status_code = 201

@@ -29,6 +29,7 @@ from flask import (
     Blueprint,
     Response,
     current_app,
+    g,
     jsonify,
     make_response,
     render_template,
@@ -138,6 +139,9 @@ def _add_stock(response: Response) -> Response:
         return response
     if match.group(1) is None and request.method != "POST":
         return response
+    place = g.get("conversation_place")
+    if place is not None and not place[0]:
+        return response  # the views said where it stands: not in a store, nothing to add
     data = response.get_json(silent=True)
     if not isinstance(data, dict):
         return response
