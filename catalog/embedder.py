@@ -129,6 +129,12 @@ class OnnxEmbedder:
                     tokenizer.no_padding()
                     tokenizer.enable_truncation(max_length=int(manifest["max_seq_length"]))
                     options = ort.SessionOptions()
+                    options.graph_optimization_level = (
+                        ort.GraphOptimizationLevel.ORT_ENABLE_ALL)
+                    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+                    # Idle intra-op threads would otherwise spin between queries, taking the
+                    # CPU another worker needs (no effect with one thread: it has no pool).
+                    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
                     if self._threads:
                         options.intra_op_num_threads = self._threads
                         options.inter_op_num_threads = 1
