@@ -108,6 +108,16 @@ def _load_catalogs(data_dir: Path, embedder: Embedder, build: bool) -> dict[str,
     return catalogs
 
 
+def _limit_math_threads(n: int) -> None:
+    """Cap numpy's BLAS (process-wide) and OpenMP (for this thread; new threads start from
+    OMP_NUM_THREADS, which ``shopper serve`` sets) at ``n`` threads. A worker answers one
+    turn per request thread; threads of its own inside a matrix product only fight the
+    other worker for the cores."""
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=n)
+
+
 def build_services(config: Mapping[str, Any]) -> Services:
     """Open the data dir and load catalogs and the model (in a thread if BACKGROUND_LOAD)."""
     data_dir = Path(config["DATA_DIR"])
@@ -119,6 +129,9 @@ def build_services(config: Mapping[str, Any]) -> Services:
         # Keep serving what needs no database; each request that does answers 503 and
         # retries the database, so a freed disk needs no restart (and no crash loop).
         log.error("cannot open the database %s: %s", svc.db_path, exc)
+
+    if config.get("MATH_THREADS"):
+        _limit_math_threads(int(config["MATH_THREADS"]))
 
     def load() -> None:
         try:
@@ -175,6 +188,7 @@ def create_app(config: Mapping[str, Any] | None = None, *,
         EMBEDDER=os.environ.get("SHOPPER_EMBEDDER") or None,
         ONNX_DIR=os.environ.get("SHOPPER_ONNX_DIR") or None,
         ONNX_THREADS=None,
+        MATH_THREADS=None,
         JSON_SORT_KEYS=False,
         LOG_TEXT=os.environ.get("SHOPPER_LOG_TEXT", "") == "1",
     )

@@ -78,6 +78,7 @@ def _serve(args: argparse.Namespace) -> int:
         "EMBEDDER": args.embedder,
         "ONNX_DIR": os.environ.get("SHOPPER_ONNX_DIR") or None,
         "ONNX_THREADS": args.onnx_threads,
+        "MATH_THREADS": args.math_threads,
         "ACTIVE_TURNS": args.active_turns,
         "QUEUED_TURNS": args.queued_turns,
         "QUEUE_WAIT_S": args.queue_wait,
@@ -234,6 +235,9 @@ def build_parser() -> argparse.ArgumentParser:
                             "when onnxruntime is installed)")
     serve.add_argument("--onnx-threads", type=int, default=1,
                        help="onnxruntime threads per worker (default 1)")
+    serve.add_argument("--math-threads", type=int, default=1,
+                       help="BLAS/OpenMP threads per worker for numpy and faiss (default 1: "
+                            "the workers are the parallelism)")
     serve.add_argument("--active-turns", type=int, default=4,
                        help="turns computed at once per worker (default 4)")
     serve.add_argument("--queued-turns", type=int, default=48,
