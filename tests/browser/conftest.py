@@ -23,7 +23,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.sync_api import Browser, BrowserContext, ConsoleMessage, Dialog, Page, sync_playwright
+from playwright.sync_api import (
+    Browser,
+    BrowserContext,
+    ConsoleMessage,
+    Dialog,
+    Page,
+    sync_playwright,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOTS = ROOT / "tests" / "artifacts" / "screenshots"
@@ -228,7 +235,8 @@ def page(new_page: Callable[..., Page]) -> Page:
 
 @pytest.fixture
 def screenshot() -> Callable[[Page, str], Path]:
-    """Return ``save(page, name)``: a full-page screenshot at tests/artifacts/screenshots/<name>.png."""
+    """Return ``save(page, name)``: a full-page screenshot at
+    tests/artifacts/screenshots/<name>.png."""
 
     def save(page: Page, name: str) -> Path:
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)

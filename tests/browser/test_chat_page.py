@@ -214,7 +214,8 @@ def test_markup_is_shown_as_text(page: Page, live_server: str, screenshot: Scree
     screenshot(page, "chat-markup-as-text")
 
 
-def test_phone_width(new_page: Callable[..., Page], live_server: str, screenshot: Screenshot) -> None:
+def test_phone_width(new_page: Callable[..., Page], live_server: str,
+                     screenshot: Screenshot) -> None:
     page = new_page(viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True,
                     device_scale_factor=2)
     open_chat(page, live_server)

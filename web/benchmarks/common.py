@@ -59,7 +59,7 @@ def table(rows: Sequence[Sequence[Any]], header: Sequence[str]) -> str:
     cells = [[str(h) for h in header]] + [[_fmt(c) for c in r] for r in rows]
     widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
     lines = ["  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in
-                       enumerate(zip(r, widths))) for r in cells]
+                       enumerate(zip(r, widths, strict=True))) for r in cells]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
 
@@ -171,6 +171,8 @@ class ServerProcess:
     proc: subprocess.Popen[bytes] | None = None
     started_at: float = 0.0
     log_path: Path | None = None
+    _cpu_by_pid: dict[int, float] = field(default_factory=dict)
+    _cpu_seen: float = 0.0
 
     @property
     def url(self) -> str:
@@ -230,6 +232,22 @@ class ServerProcess:
                 "sum_VmRSS_mib": round(sum(m.get("VmRSS", 0.0) for m in procs.values()), 1),
                 "sum_RssAnon_mib": round(sum(m.get("RssAnon", 0.0) for m in procs.values()),
                                          1)}
+
+    def cpu_seconds(self) -> float:
+        """CPU seconds (user + system) the master and its live workers used since the last
+        call (the first call returns the total so far)."""
+        ticks = os.sysconf("SC_CLK_TCK")
+        total = 0.0
+        for pid in self.pids():
+            try:
+                text = Path(f"/proc/{pid}/stat").read_text()
+            except OSError:
+                continue
+            fields = text[text.rfind(")") + 2:].split()
+            self._cpu_by_pid[pid] = (int(fields[11]) + int(fields[12])) / ticks
+        total = sum(self._cpu_by_pid.values())
+        used, self._cpu_seen = total - self._cpu_seen, total
+        return used
 
     def stop(self) -> None:
         """SIGTERM the master (gunicorn stops its workers); SIGKILL what is left."""

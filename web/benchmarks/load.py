@@ -1,16 +1,31 @@
 """The production server under load: concurrent simulated shoppers over loopback HTTP.
 
 Starts ``python -m web.cli serve --workers 2 --no-import`` on a free 127.0.0.1 port and drives
-it from this process with N threads, each a shopper holding whole conversations one request
-at a time (no think time, http.client with keep-alive), for a bounded time. A 503 must carry
-Retry-After and a problem+json body; the shopper waits that long and sends the same turn
-again. 503s are counted apart from errors. Afterwards every conversation is read back and its
-stored turns compared with the turns answered 200/201: none may be lost.
+it from this process: N shoppers, each holding whole conversations one request at a time over
+its own keep-alive connection, for a bounded time. The shoppers run as asyncio tasks on one
+event loop with a small HTTP/1.1 client (about 0.1 ms of CPU a request), because the load
+generator shares the server's two cores: a thread per shopper with http.client cost several
+times that, CPU the server then did not have.
+
+Two ways to drive (``--rate``):
+
+- closed loop (rate 0): every shopper sends its next turn the moment the last one is
+  answered. This measures capacity; latency is then shoppers / throughput (Little's law).
+- paced (``--rate R``): shoppers take turns at R turns/s in all, each waiting a random
+  think time (exponential, mean N/R) after the turn was *scheduled*, not after it was
+  answered, so a slow answer does not slow the load down (no coordinated omission). A shopper
+  cannot send a turn before the last one is answered; ``behind_schedule`` says how late turns
+  went out, and latency is counted both from the send and from the schedule.
+
+A 503 must carry Retry-After and a problem+json body; the shopper waits that long and sends the
+same turn again. 503s are counted apart from errors. Afterwards every conversation is read back
+and its stored turns compared with the turns answered 200/201: none may be lost.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import http.client
 import json
 import os
@@ -51,8 +66,10 @@ class Phase:
 
     shoppers: int
     seconds: float
-    lock: threading.Lock = field(default_factory=threading.Lock)
-    ok: list[float] = field(default_factory=list)          # latencies of 200/201
+    rate: float = 0.0                                      # offered turns/s; 0 = closed loop
+    ok: list[float] = field(default_factory=list)          # latencies of 200/201 (from send)
+    ok_scheduled: list[float] = field(default_factory=list)  # the same, from the schedule
+    behind: list[float] = field(default_factory=list)      # send time - scheduled time
     ok_in_window: int = 0
     shed: list[float] = field(default_factory=list)        # latencies of proper 503s
     bad_shed: int = 0                                      # 503 without Retry-After/problem
@@ -60,16 +77,83 @@ class Phase:
     error_examples: list[str] = field(default_factory=list)
     convs: list[Conv] = field(default_factory=list)
     retry_after: set[str] = field(default_factory=set)
+    kinds: dict[str, int] = field(default_factory=dict)
 
     def error(self, kind: str, example: str) -> None:
-        with self.lock:
-            self.errors[kind] = self.errors.get(kind, 0) + 1
-            if len(self.error_examples) < 5:
-                self.error_examples.append(example[:300])
+        self.errors[kind] = self.errors.get(kind, 0) + 1
+        if len(self.error_examples) < 5:
+            self.error_examples.append(example[:300])
+
+
+class HttpError(Exception):
+    """The connection broke or the answer was not HTTP."""
+
+
+class AsyncConnection:
+    """One shopper's keep-alive HTTP/1.1 connection on the event loop."""
+
+    def __init__(self, port: int, timeout: float) -> None:
+        self.port = port
+        self.timeout = timeout
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def request(self, method: str, path: str, body: Any = None,
+                      headers: dict[str, str] | None = None
+                      ) -> tuple[int, dict[str, str], bytes]:
+        data = b"" if body is None else json.dumps(body).encode()
+        head = [f"{method} {path} HTTP/1.1", f"Host: 127.0.0.1:{self.port}",
+                "Accept: application/json"]
+        head += [f"{k}: {v}" for k, v in (headers or {}).items()]
+        if body is not None:
+            head += ["Content-Type: application/json", f"Content-Length: {len(data)}"]
+        raw = ("\r\n".join(head) + "\r\n\r\n").encode() + data
+        try:
+            return await asyncio.wait_for(self._exchange(raw), self.timeout)
+        except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError,
+                TimeoutError, ValueError, HttpError) as exc:
+            self.close()
+            raise HttpError(f"{type(exc).__name__}: {exc}") from exc
+
+    async def _exchange(self, raw: bytes) -> tuple[int, dict[str, str], bytes]:
+        if self.writer is None:
+            self.reader, self.writer = await asyncio.open_connection("127.0.0.1", self.port)
+        assert self.reader is not None
+        self.writer.write(raw)
+        head = await self.reader.readuntil(b"\r\n\r\n")
+        lines = head.decode("latin-1").split("\r\n")
+        parts = lines[0].split(" ", 2)
+        if len(parts) < 2 or not parts[0].startswith("HTTP/1."):
+            raise HttpError(f"not an HTTP answer: {lines[0][:80]!r}")
+        status = int(parts[1])
+        hdrs: dict[str, str] = {}
+        for line in lines[1:]:
+            if ":" in line:
+                k, v = line.split(":", 1)
+                hdrs[k.strip().lower()] = v.strip()
+        if hdrs.get("transfer-encoding", "").lower() == "chunked":
+            chunks = []
+            while True:
+                size = int((await self.reader.readuntil(b"\r\n")).split(b";")[0], 16)
+                chunk = await self.reader.readexactly(size + 2)
+                if size == 0:
+                    break
+                chunks.append(chunk[:-2])
+            payload = b"".join(chunks)
+        else:
+            payload = await self.reader.readexactly(int(hdrs.get("content-length", "0")))
+        if hdrs.get("connection", "").lower() == "close":
+            self.close()
+        return status, hdrs, payload
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+        self.reader = self.writer = None
 
 
 class Connection:
-    """One shopper's keep-alive connection; reopened when idle past the server's keep-alive."""
+    """A blocking keep-alive connection (http.client), for reading conversations back."""
 
     def __init__(self, port: int, timeout: float) -> None:
         self.port = port
@@ -116,43 +200,63 @@ def _shed_ok(headers: dict[str, str], raw: bytes) -> bool:
     return isinstance(body, dict) and body.get("status") == 503 and "title" in body
 
 
-def _shopper_loop(ph: Phase, port: int, seed: int, deadline: float, timeout: float,
-                  myntra_share: float, catalogs: list[str]) -> None:
-    rng = random.Random(seed)
-    conn = Connection(port, timeout)
-    server = {"Authorization": f"Bearer {API_KEY}"}
+def _kind(body: dict[str, Any]) -> str:
+    return ("tap" if "answer" in body else "typed" if "text" in body else
+            "feedback" if "feedback" in body else "action")
 
-    def send(method: str, path: str, body: Any, headers: dict[str, str], conv: Conv | None
-             ) -> tuple[int, bytes] | None:
+
+async def _shopper_loop(ph: Phase, port: int, seed: int, start: float, deadline: float,
+                        timeout: float, myntra_share: float, catalogs: list[str]) -> None:
+    rng = random.Random(seed)
+    conn = AsyncConnection(port, timeout)
+    server = {"Authorization": f"Bearer {API_KEY}"}
+    mean_think = ph.shoppers / ph.rate if ph.rate else 0.0
+    # Paced shoppers start spread over one think time, not all at once.
+    schedule = start + (rng.uniform(0, mean_think) if mean_think else 0.0)
+
+    async def send(method: str, path: str, body: Any, headers: dict[str, str],
+                   conv: Conv | None) -> tuple[int, bytes] | None:
         """Send until answered (waiting out 503s); None when time is up or it failed."""
+        nonlocal schedule
+        if mean_think:
+            schedule += rng.expovariate(1.0 / mean_think)
+            now = time.monotonic()
+            if schedule > now:
+                await asyncio.sleep(schedule - now)
+            elif now - schedule > 2.0:
+                schedule = now - 2.0  # never more than 2 s of turns owed at once
+        scheduled = schedule if mean_think else None
         while time.monotonic() < deadline:
             t0 = time.monotonic()
+            if scheduled is not None:
+                ph.behind.append(max(t0 - scheduled, 0.0))
             try:
-                status, hdrs, raw = conn.request(method, path, body, headers)
-            except (OSError, http.client.HTTPException) as exc:
+                status, hdrs, raw = await conn.request(method, path, body, headers)
+            except HttpError as exc:
                 if conv is not None:
-                    with ph.lock:
-                        conv.doubtful += 1
-                ph.error(type(exc).__name__, f"{method} {path}: {exc!r}")
+                    conv.doubtful += 1
+                ph.error(str(exc).split(":", 1)[0], f"{method} {path}: {exc}")
                 return None
-            dt = time.monotonic() - t0
+            t1 = time.monotonic()
             if status == 503:
                 if _shed_ok(hdrs, raw):
-                    with ph.lock:
-                        ph.shed.append(dt)
-                        ph.retry_after.add(hdrs["retry-after"])
-                    wait = min(float(hdrs["retry-after"]), max(deadline - time.monotonic(), 0))
-                    time.sleep(wait * rng.uniform(0.8, 1.2))
+                    ph.shed.append(t1 - t0)
+                    ph.retry_after.add(hdrs["retry-after"])
+                    wait = min(float(hdrs["retry-after"]), max(deadline - t1, 0))
+                    await asyncio.sleep(wait * rng.uniform(0.8, 1.2))
+                    scheduled = None  # the retry's latency is not the schedule's
                     continue
-                with ph.lock:
-                    ph.bad_shed += 1
+                ph.bad_shed += 1
                 ph.error("503 without Retry-After/problem+json", raw.decode(errors="replace"))
                 return None
             if status in (200, 201):
-                with ph.lock:
-                    ph.ok.append(dt)
-                    if time.monotonic() <= deadline:
-                        ph.ok_in_window += 1
+                ph.ok.append(t1 - t0)
+                if scheduled is not None:
+                    ph.ok_scheduled.append(t1 - min(scheduled, t0))
+                if t1 <= deadline:
+                    ph.ok_in_window += 1
+                    kind = _kind(body) if method == "POST" else "read"
+                    ph.kinds[kind] = ph.kinds.get(kind, 0) + 1
                 return status, raw
             ph.error(f"HTTP {status}", f"{method} {path} {body}: {raw[:200]!r}")
             return None
@@ -165,23 +269,30 @@ def _shopper_loop(ph: Phase, port: int, seed: int, deadline: float, timeout: flo
         body = shopper.opening()
         if rng.random() < 0.25:
             body["shopper_id"] = f"bench-{seed}-{rng.randrange(10**6)}"
-        got = send("POST", "/api/v1/conversations", body, server, None)
+        got = await send("POST", "/api/v1/conversations", body, server, None)
         if got is None:
             continue
         turn = json.loads(got[1])
         conv = Conv(turn["conversation_id"], turn["token"])
-        with ph.lock:
-            ph.convs.append(conv)
+        ph.convs.append(conv)
         path = f"/api/v1/conversations/{conv.conversation_id}/turns"
         headers = {"Authorization": f"Bearer {conv.token}"}
         while time.monotonic() < deadline and (nxt := shopper.next(turn)) is not None:
-            got = send("POST", path, nxt, headers, conv)
+            got = await send("POST", path, nxt, headers, conv)
             if got is None:
                 break
-            with ph.lock:
-                conv.answered += 1
+            conv.answered += 1
             turn = json.loads(got[1])
     conn.close()
+
+
+async def _drive(ph: Phase, port: int, seed: int, timeout: float, myntra_share: float,
+                 catalogs: list[str]) -> None:
+    start = time.monotonic()
+    deadline = start + ph.seconds
+    await asyncio.gather(*(
+        _shopper_loop(ph, port, seed * 100003 + i, start, deadline, timeout, myntra_share,
+                      catalogs) for i in range(ph.shoppers)))
 
 
 def _verify(port: int, convs: list[Conv], timeout: float) -> dict[str, Any]:
@@ -222,34 +333,40 @@ def _verify(port: int, convs: list[Conv], timeout: float) -> dict[str, Any]:
 
 
 def run_phase(server: ServerProcess, shoppers: int, seconds: float, timeout: float,
-              myntra_share: float, catalogs: list[str], seed: int) -> dict[str, Any]:
-    ph = Phase(shoppers, seconds)
-    start = time.monotonic()
-    deadline = start + seconds
-    threads = [threading.Thread(target=_shopper_loop, daemon=True,
-                                args=(ph, server.port, seed * 100003 + i, deadline, timeout,
-                                      myntra_share, catalogs))
-               for i in range(shoppers)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=seconds + timeout + 30)
+              myntra_share: float, catalogs: list[str], seed: int,
+              rate: float = 0.0) -> dict[str, Any]:
+    ph = Phase(shoppers, seconds, rate)
+    server.cpu_seconds()  # the server's CPU is counted from here
+    cpu0, start = time.process_time(), time.monotonic()
+    asyncio.run(asyncio.wait_for(_drive(ph, server.port, seed, timeout, myntra_share, catalogs),
+                                 seconds + timeout + 30))
     drained = time.monotonic() - start
-    stuck = sum(t.is_alive() for t in threads)
+    client_cpu = time.process_time() - cpu0
+    server_cpu = server.cpu_seconds()
     memory = server.memory()
     check = _verify(server.port, list(ph.convs), timeout)
     turns = [c.answered for c in ph.convs]
+    requests = len(ph.ok) + len(ph.shed)
     return {
         "shoppers": shoppers, "seconds": seconds, "drained_s": round(drained, 1),
+        "mode": f"paced at {rate:g} turns/s" if rate else "closed loop",
+        "offered_turns_per_s": rate or None,
         "turns_ok": len(ph.ok), "turns_per_s": round(ph.ok_in_window / seconds, 1),
+        "turn_kinds": ph.kinds,
         "latency_ok": summary(ph.ok),
+        "latency_from_schedule": summary(ph.ok_scheduled) if rate else None,
+        "behind_schedule": summary(ph.behind) if rate else None,
         "shed_503": len(ph.shed), "latency_503": summary(ph.shed),
         "retry_after_values": sorted(ph.retry_after),
         "bad_503": ph.bad_shed, "errors": sum(ph.errors.values()),
         "errors_by_kind": ph.errors, "error_examples": ph.error_examples,
-        "stuck_shoppers": stuck,
         "conversations": len(ph.convs),
         "turns_per_conversation": round(sum(turns) / len(turns), 2) if turns else 0,
+        "cpu": {"server_s": round(server_cpu, 1), "client_s": round(client_cpu, 1),
+                "server_ms_per_request": round(1000 * server_cpu / requests, 2)
+                if requests else None,
+                "client_ms_per_request": round(1000 * client_cpu / requests, 2)
+                if requests else None},
         "verify": check, "server_memory": memory,
     }
 
@@ -258,22 +375,28 @@ def report(fig: dict[str, Any]) -> str:
     rows = []
     for ph in fig["phases"]:
         lat = ph["latency_ok"]
-        rows.append([ph["shoppers"], ph["seconds"], ph["turns_ok"], ph["turns_per_s"],
+        rows.append([ph["shoppers"], ph["mode"], ph["turns_ok"], ph["turns_per_s"],
                      lat["p50_ms"], lat["p95_ms"], lat["p99_ms"], ph["shed_503"],
                      ph["errors"], ph["verify"]["conversations"],
                      ph["verify"]["lost_turn_conversations"],
+                     ph["cpu"]["server_ms_per_request"], ph["cpu"]["client_ms_per_request"],
                      ph["server_memory"]["sum_VmHWM_mib"]])
     lines = [
         f"server: {fig['server_cmd']}",
         f"start-up: /healthz 200 after {fig['startup']['healthz_200_s']} s, all workers "
         f"ready after {fig['startup']['all_workers_ready_s']} s",
-        table(rows, ["shoppers", "s", "turns ok", "turns/s", "p50 ms", "p95 ms", "p99 ms",
-                     "503s", "errors", "convs", "lost", "peak RSS MiB (sum)"]),
+        table(rows, ["shoppers", "mode", "turns ok", "turns/s", "p50 ms", "p95 ms", "p99 ms",
+                     "503s", "errors", "convs", "lost", "server CPU ms/req",
+                     "client CPU ms/req", "peak RSS MiB (sum)"]),
     ]
     for ph in fig["phases"]:
         per = ", ".join(f"pid {pid}: peak {m.get('VmHWM')} MiB (anon {m.get('RssAnon')})"
                         for pid, m in ph["server_memory"]["processes"].items())
-        lines.append(f"{ph['shoppers']} shoppers: {per}")
+        lines.append(f"{ph['shoppers']} shoppers, {ph['mode']}: {per}; turns {ph['turn_kinds']}")
+        if ph["latency_from_schedule"]:
+            lines.append(f"  from the schedule: p50 {ph['latency_from_schedule']['p50_ms']} ms, "
+                         f"p99 {ph['latency_from_schedule']['p99_ms']} ms; sent behind "
+                         f"schedule p99 {ph['behind_schedule']['p99_ms']} ms")
         if ph["shed_503"]:
             lines.append(f"  503 answered in p50 {ph['latency_503']['p50_ms']} ms, "
                          f"Retry-After {ph['retry_after_values']}")
@@ -287,6 +410,16 @@ def report(fig: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _phases(spec: str) -> list[tuple[int, float]]:
+    """"64@500,64,256" -> [(64, 500.0), (64, 0.0), (256, 0.0)]."""
+    out = []
+    for part in (x.strip() for x in spec.split(",")):
+        if part:
+            n, _, rate = part.partition("@")
+            out.append((int(n), float(rate or 0)))
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description="The production server under concurrent shoppers.")
     p.add_argument("--data-dir", default=os.environ.get("SHOPPER_DATA_DIR", "./var"),
@@ -295,8 +428,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="let the server write conversations into DATA_DIR/shopper.db; by "
                         "default it serves DATA_DIR's catalogs with a scratch database")
     p.add_argument("--seconds", type=float, default=60.0, help="per phase (default 60)")
-    p.add_argument("--shoppers", default="64,256",
-                   help="concurrent shoppers per phase, comma-separated (default 64,256)")
+    p.add_argument("--shoppers", default="64@500,64,256",
+                   help="phases, comma-separated: N shoppers closed loop, or N@R paced at R "
+                        "turns/s in all (default 64@500,64,256)")
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--server-arg", action="append", default=[],
                    help="extra `shopper serve` argument, e.g. --server-arg=--threads=32")
@@ -327,9 +461,9 @@ def main(argv: list[str] | None = None) -> int:
                              f" python -m {module} serve --workers {args.workers} --no-import "
                              + " ".join(args.server_arg)).strip()
         fig["phases"] = []
-        for i, n in enumerate(int(x) for x in args.shoppers.split(",") if x.strip()):
+        for i, (n, rate) in enumerate(_phases(args.shoppers)):
             fig["phases"].append(run_phase(server, n, args.seconds, args.timeout,
-                                           args.myntra_share, catalogs, args.seed + i))
+                                           args.myntra_share, catalogs, args.seed + i, rate))
         log = server.log_text()
         fig["server_log"] = str(server.log_path)
         fig["server_log_errors"] = sum(1 for line in log.splitlines()
