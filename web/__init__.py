@@ -13,8 +13,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import orjson
 import sqlite_utils
 from flask import Flask, current_app
+from flask.json.provider import DefaultJSONProvider
 
 from assistant.engine import Assistant, Settings
 from assistant.store import Store, open_db
@@ -169,10 +171,29 @@ def build_services(config: Mapping[str, Any]) -> Services:
     return svc
 
 
+class FastJSONProvider(DefaultJSONProvider):
+    """Flask's JSON, written by orjson when nothing asks for more than compact output
+    (assistant/jsoncodec.py says why). Dates, dataclasses and anything else orjson does not
+    know natively go through Flask's own ``default``, so they come out as Flask writes them;
+    on any refusal the standard library writes the response as before."""
+
+    sort_keys = False
+    _OPTIONS = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
+
+    def dumps(self, obj: Any, **kwargs: Any) -> str:
+        if not kwargs:
+            try:
+                return orjson.dumps(obj, default=self.default, option=self._OPTIONS).decode()
+            except (TypeError, orjson.JSONEncodeError):
+                pass
+        return super().dumps(obj, **kwargs)
+
+
 def create_app(config: Mapping[str, Any] | None = None, *,
                services: Services | None = None) -> Flask:
     """Build the app. ``config`` overrides settings (tests); otherwise SHOPPER_* variables."""
     app = Flask(__name__)
+    app.json = FastJSONProvider(app)
     app.config.from_mapping(
         DATA_DIR=os.environ.get("SHOPPER_DATA_DIR", "var"),
         CATALOG=None,
@@ -196,7 +217,6 @@ def create_app(config: Mapping[str, Any] | None = None, *,
         app.config.from_prefixed_env("SHOPPER")
     else:
         app.config.update(config)
-    app.json.sort_keys = False  # type: ignore[attr-defined]
     app.extensions["shopper"] = services or build_services(app.config)
 
     from . import api, console, handoff, kiosk, pages, security, widget
