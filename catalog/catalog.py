@@ -7,6 +7,7 @@ starts load it in well under a second unless the source file or mapping changed.
 from __future__ import annotations
 
 import fcntl
+import gc
 import hashlib
 import json
 import logging
@@ -24,13 +25,21 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import orjson
 from numpy.typing import NDArray
 
 from .embedder import Embedder
 from .facets import FacetStats, derive_facets
 from .importers import import_products
 from .index import FaissIndex
-from .products import AttributeSpec, Mapping, Product, load_mapping, mapping_from_dict
+from .products import (
+    AttributeSpec,
+    Mapping,
+    Product,
+    ProductList,
+    load_mapping,
+    mapping_from_dict,
+)
 
 __all__ = [
     "BUNDLED",
@@ -38,6 +47,7 @@ __all__ = [
     "CatalogCorrupt",
     "CatalogNotBuilt",
     "bundled_mapping",
+    "check_catalog",
     "ensure_catalog",
     "load_catalog",
     "product_text",
@@ -111,7 +121,7 @@ class Catalog:
     """
 
     name: str
-    products: list[Product]
+    products: Sequence[Product]  # a list, or a ProductList when loaded from disk
     specs: list[AttributeSpec]
     facets: list[FacetStats]
     index: FaissIndex
@@ -122,25 +132,43 @@ class Catalog:
     source: str = ""
 
     def __post_init__(self) -> None:
-        self.row_of = {p.product_id: i for i, p in enumerate(self.products)}
+        if isinstance(self.products, ProductList):  # read the rows; make no Product
+            rows = self.products.rows
+            ids = [str(r["product_id"]) for r in rows]
+            titles = [str(r["title"]) for r in rows]
+            attributes = [r.get("attributes") or {} for r in rows]
+            prices = [r.get("price") for r in rows]
+            currencies = [r.get("currency") for r in rows]
+        else:
+            ids = [p.product_id for p in self.products]
+            titles = [p.title for p in self.products]
+            attributes = [p.attributes for p in self.products]
+            prices = [p.price for p in self.products]
+            currencies = [p.currency for p in self.products]
+        self.row_of = {pid: i for i, pid in enumerate(ids)}
         self.values: dict[str, list[str]] = {}
         self.code_of: dict[str, dict[str, int]] = {}
         self.codes: dict[str, NDArray[np.int32]] = {}
         for spec in self.specs:
-            vals = sorted({p.attributes[spec.name] for p in self.products
-                           if spec.name in p.attributes})
-            self.values[spec.name] = vals
-            lookup = {v: i for i, v in enumerate(vals)}
-            self.code_of[spec.name] = lookup
-            self.codes[spec.name] = np.array(
-                [lookup.get(p.attributes.get(spec.name, ""), -1) for p in self.products],
-                dtype=np.int32)
-        self.prices = np.array([math.nan if p.price is None else p.price for p in self.products],
-                               dtype=np.float64)
+            # One pass per attribute; np.unique sorts the values as sorted() does and gives
+            # every row its value's index (a server start loads 57k products).
+            name = spec.name
+            column = np.array([a.get(name) for a in attributes], dtype=object)
+            present = np.flatnonzero(column != None)  # noqa: E711 (elementwise)
+            codes = np.full(len(column), -1, dtype=np.int32)
+            if len(present):
+                vals, inverse = np.unique(column[present].astype(str), return_inverse=True)
+                codes[present] = inverse.reshape(-1)
+                self.values[name] = [str(v) for v in vals]
+            else:
+                self.values[name] = []
+            self.code_of[name] = {v: i for i, v in enumerate(self.values[name])}
+            self.codes[name] = codes
+        self.prices = np.array([math.nan if p is None else p for p in prices], dtype=np.float64)
         self.has_prices = bool(np.isfinite(self.prices).any())
-        self.currency = next((p.currency for p in self.products if p.currency), None)
-        self.consumable = np.array([self._is_consumable(p) for p in self.products], dtype=bool)
-        self.titles_lower = [p.title.lower() for p in self.products]
+        self.currency = next((c for c in currencies if c), None)
+        self.consumable = np.array([self._is_consumable(a) for a in attributes], dtype=bool)
+        self.titles_lower = [t.lower() for t in titles]
         # Row masks of what shoppers say again and again ("Women", "Tshirts", "not
         # leather"): 64 MB of them at most, whatever the catalog's size.
         self._masks = MaskCache(max(16, (64 << 20) // max(len(self.products), 1)))
@@ -176,8 +204,8 @@ class Catalog:
         return self._masks.get(("title", term), lambda: np.fromiter(
             (term in title for title in self.titles_lower), bool, len(self)))
 
-    def _is_consumable(self, p: Product) -> bool:
-        return any(p.attributes.get(attr) in vals for attr, vals in self.consumable_rule.items())
+    def _is_consumable(self, attributes: dict[str, str]) -> bool:
+        return any(attributes.get(attr) in vals for attr, vals in self.consumable_rule.items())
 
     @property
     def facet_names(self) -> list[str]:
@@ -289,6 +317,7 @@ def ensure_catalog(
             "content_hash": hashlib.sha256("\n".join(texts).encode()).hexdigest(),
             "embedder": embedder.name,
             "products": len(products),
+            "products_bytes": (tmp / "products.json").stat().st_size,
             "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "build_seconds": round(time.monotonic() - started, 1),
             "source": mapping.source,
@@ -314,12 +343,9 @@ def rebuild_command(data_dir: Path, name: str) -> str:
             f"--data-dir {where} --force")
 
 
-def load_catalog(data_dir: Path, name: str) -> Catalog:
-    """Load a built catalog from the data dir.
-
-    Raises CatalogNotBuilt when it was never built, CatalogCorrupt when its files are damaged;
-    both messages name the command that fixes it.
-    """
+def _open_built(data_dir: Path, name: str) -> tuple[dict[str, Any], FaissIndex]:
+    """A built catalog's manifest and its index (memory-mapped: cheap). Raises
+    CatalogNotBuilt or CatalogCorrupt naming the command that fixes it."""
     folder = data_dir / "catalogs" / name
     if not (folder / "manifest.json").exists():
         raise CatalogNotBuilt(
@@ -327,14 +353,66 @@ def load_catalog(data_dir: Path, name: str) -> Catalog:
             + (" (or `shopper serve` without --no-import)" if name in BUNDLED else ""))
     fix = f"rebuild it with `{rebuild_command(data_dir, name)}`"
     try:
-        manifest = json.loads((folder / "manifest.json").read_text())
-        with open(folder / "products.json", encoding="utf-8") as fh:
-            products = [Product.from_json(r) for r in json.load(fh)]
+        manifest: dict[str, Any] = json.loads((folder / "manifest.json").read_text())
         index = FaissIndex.load(folder)
+        products_bytes = (folder / "products.json").stat().st_size
     except (OSError, ValueError, RuntimeError, KeyError) as exc:
         raise CatalogCorrupt(f"catalog {name!r} in {folder} is damaged ({exc}); {fix}") from exc
     if manifest.get("format") != FORMAT_VERSION:
         raise CatalogCorrupt(f"catalog {name!r} was built by another version; {fix}")
+    if manifest.get("products") is not None and manifest["products"] != len(index):
+        raise CatalogCorrupt(f"catalog {name!r}: {manifest['products']} products but "
+                             f"{len(index)} vectors; {fix}")
+    if manifest.get("products_bytes") not in (None, products_bytes):
+        raise CatalogCorrupt(f"catalog {name!r}: products.json is {products_bytes} bytes, the "
+                             f"manifest says {manifest['products_bytes']}; {fix}")
+    return manifest, index
+
+
+def check_catalog(data_dir: Path, name: str) -> None:
+    """What ``load_catalog`` would refuse, found without reading the products: the manifest,
+    the index and its vectors, their counts (and products.json's size where the manifest
+    has it). ``shopper serve`` runs this before any worker starts; it takes milliseconds.
+    Raises CatalogNotBuilt or CatalogCorrupt."""
+    _open_built(data_dir, name)
+
+
+def load_catalog(data_dir: Path, name: str) -> Catalog:
+    """Load a built catalog from the data dir.
+
+    Raises CatalogNotBuilt when it was never built, CatalogCorrupt when its files are damaged;
+    both messages name the command that fixes it.
+    """
+    folder = data_dir / "catalogs" / name
+    fix = f"rebuild it with `{rebuild_command(data_dir, name)}`"
+    manifest, index = _open_built(data_dir, name)
+    with _collector_paused():
+        return _load(folder, name, manifest, index, fix)
+
+
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Hold the cyclic garbage collector off while a catalog's objects are made (hundreds of
+    thousands, all kept: it would scan them again and again, a fifth of the load time)."""
+    was_on = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_on:
+            gc.enable()
+
+
+def _load(folder: Path, name: str, manifest: dict[str, Any], index: FaissIndex,
+          fix: str) -> Catalog:
+    try:
+        rows = orjson.loads((folder / "products.json").read_bytes())
+        if not isinstance(rows, list) or not all(
+                isinstance(r, dict) and "product_id" in r and "title" in r for r in rows):
+            raise ValueError("products.json is not a list of products")
+        products = ProductList(rows)
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise CatalogCorrupt(f"catalog {name!r} in {folder} is damaged ({exc}); {fix}") from exc
     if len(index) != len(products):
         raise CatalogCorrupt(
             f"catalog {name!r}: {len(products)} products but {len(index)} vectors; {fix}")

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 
-__all__ = ["AttributeSpec", "Mapping", "Product", "load_mapping"]
+__all__ = ["AttributeSpec", "Mapping", "Product", "ProductList", "load_mapping"]
 
 DEFAULT_NULLS = ("", "na", "n/a", "null", "none", "nan", "-")
 
@@ -43,6 +44,41 @@ class Product:
             currency=row.get("currency"),
             description=str(row.get("description") or ""),
         )
+
+
+class ProductList(Sequence[Product]):
+    """A built catalog's products, made into Product objects when first asked for.
+
+    A worker loads every catalog at start; making 57k frozen dataclasses up front was a fifth
+    of its start-up, and most are never shown. ``rows`` are products.json's own dicts, which
+    the catalog also reads directly for its attribute codes (``row_fields``). Two threads
+    asking for the same product at once may both make it: equal values, no harm.
+    """
+
+    def __init__(self, rows: list[dict[str, Any]]) -> None:
+        self.rows = rows
+        self._made: list[Product | None] = [None] * len(rows)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    @overload
+    def __getitem__(self, i: int) -> Product: ...
+
+    @overload
+    def __getitem__(self, i: slice) -> list[Product]: ...
+
+    def __getitem__(self, i: int | slice) -> Product | list[Product]:
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self.rows)))]
+        made = self._made[i]
+        if made is None:
+            made = self._made[i] = Product.from_json(self.rows[i])
+        return made
+
+    def __iter__(self) -> Iterator[Product]:
+        for i in range(len(self.rows)):
+            yield self[i]
 
 
 @dataclass(frozen=True, slots=True)

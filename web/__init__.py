@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import secrets
@@ -155,6 +156,9 @@ def build_services(config: Mapping[str, Any]) -> Services:
             embedder.embed(["warm up"])
             svc.assistant = Assistant(catalogs=catalogs, embedder=embedder, store=svc.store,
                                       default_catalog=default, settings=Settings())
+            # What was loaded stays for the life of the worker: keep the cyclic collector
+            # from scanning it at every full collection (a pause in some turn).
+            gc.freeze()
             svc.ready.set()
             log.info("ready: catalogs %s; queries by %s", ", ".join(
                 f"{n} ({len(c)})" for n, c in catalogs.items()), embedder.name)

@@ -33,7 +33,7 @@ def check_catalogs(data_dir: Path, default: str | None, will_import: bool) -> st
     """Why the server could not serve from this data dir (a catalog missing or damaged, with
     the command that fixes it), or None. Bundled catalogs are skipped when the server will
     (re)build them itself."""
-    from catalog.catalog import BUNDLED, CatalogCorrupt, CatalogNotBuilt, load_catalog
+    from catalog.catalog import BUNDLED, CatalogCorrupt, CatalogNotBuilt, check_catalog
 
     root = data_dir / "catalogs"
     names = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")
@@ -49,7 +49,7 @@ def check_catalogs(data_dir: Path, default: str | None, will_import: bool) -> st
         if will_import and name in BUNDLED:
             continue
         try:
-            load_catalog(data_dir, name)
+            check_catalog(data_dir, name)
         except (CatalogNotBuilt, CatalogCorrupt) as exc:
             return str(exc)
     return None
@@ -84,6 +84,12 @@ def _serve(args: argparse.Namespace) -> int:
         "QUEUE_WAIT_S": args.queue_wait,
         "LOG_TEXT": log_text(),
     }
+
+    # What every worker imports anyway is imported once here, before the fork.
+    import onnxruntime  # noqa: F401
+    import tokenizers  # noqa: F401
+
+    from web import api, console, handoff, kiosk, pages, security, widget  # noqa: F401
 
     class App(BaseApplication):  # type: ignore[misc]
         def load_config(self) -> None:

@@ -5,9 +5,10 @@
   the same sample of texts, with the same loaded model, in ABBA order to cancel drift.
 - Build: the CSV import of the whole catalog, facets, ``FaissIndex`` over the built vectors,
   saving it; the full first-start build is estimated from these and the measured throughput.
-- Start-up: a fresh interpreter loading the built catalogs and the model (timed stage by stage,
-  with its memory), then the real server (``shopper serve --workers 2 --no-import``) until
-  /healthz answers 200 and every worker is ready.
+- Start-up: a fresh interpreter loading the built catalogs and the query model as a worker
+  does (timed stage by stage, with its memory), then the real server (``shopper serve
+  --workers 2 --no-import``) started five times until /healthz answers 200 and every worker
+  is ready (median and worst; target under 2 s).
 """
 
 from __future__ import annotations
@@ -163,13 +164,12 @@ def probe(data_dir: str) -> None:
                        "file_mib": m.get("RssFile")})
 
     t0 = time.perf_counter()
-    import torch  # noqa: F401
-
     import web  # noqa: F401
     from assistant.engine import Assistant
     from catalog.catalog import load_catalog
     from catalog.embedder import CachedEmbedder, SentenceTransformerEmbedder
-    stage("imports (flask, torch, faiss, app)", t0)
+    from catalog.onnx_model import query_embedder
+    stage("imports (flask, numpy, faiss, app; no torch)", t0)
     path = Path(data_dir)
     catalogs = {}
     for name in catalogs_built(path):
@@ -177,9 +177,10 @@ def probe(data_dir: str) -> None:
         catalogs[name] = load_catalog(path, name)
         stage(f"load catalog {name} ({len(catalogs[name])} products)", t0)
     t0 = time.perf_counter()
-    emb = CachedEmbedder(SentenceTransformerEmbedder(threads=1))
+    emb = CachedEmbedder(query_embedder(None, path / "models" / "minilm-int8",
+                                        SentenceTransformerEmbedder(threads=1)))
     emb.embed(["warm up"])
-    stage("load model + first encode", t0)
+    stage(f"load the query model ({emb.name}) + first encode", t0)
     t0 = time.perf_counter()
     Assistant(catalogs=catalogs, embedder=emb, store=lambda: None,  # type: ignore[arg-type]
               default_catalog="fashion")
@@ -200,17 +201,31 @@ def _startup(data_dir: Path) -> dict[str, Any]:
     return result
 
 
-def _server(data_dir: Path, workers: int) -> dict[str, Any]:
+def _server(data_dir: Path, workers: int, starts: int) -> dict[str, Any]:
+    """Start the real server ``starts`` times on the built catalogs: seconds to the first
+    /healthz 200 and to every worker ready (median and worst), and its memory."""
     scratch = scratch_data_dir(data_dir)
-    server = ServerProcess(scratch, workers=workers)
+    runs: list[dict[str, float]] = []
+    memory: dict[str, Any] = {}
     try:
-        server.start()
-        ready = server.wait_ready()
-        time.sleep(1.0)
-        return {**ready, "workers": workers, "memory": server.memory()}
+        for i in range(starts):
+            server = ServerProcess(scratch, workers=workers)
+            try:
+                server.start()
+                runs.append(server.wait_ready())
+                if i == starts - 1:
+                    time.sleep(1.0)
+                    memory = server.memory()
+            finally:
+                server.stop()
     finally:
-        server.stop()
         remove_scratch(scratch)
+    out: dict[str, Any] = {"workers": workers, "starts": runs, "memory": memory}
+    for key in ("healthz_200_s", "all_workers_ready_s"):
+        values = sorted(r[key] for r in runs)
+        out[key] = values[len(values) // 2]
+        out[key.replace("_s", "_max_s")] = values[-1]
+    return out
 
 
 def report(fig: dict[str, Any]) -> str:
@@ -242,9 +257,12 @@ def report(fig: dict[str, Any]) -> str:
     srv = fig["server"]
     per = ", ".join(f"{pid}: {m.get('VmRSS')} MiB (anon {m.get('RssAnon')})"
                     for pid, m in srv["memory"]["processes"].items())
-    lines += ["", f"real server ({srv['workers']} workers): /healthz 200 after "
-              f"{srv['healthz_200_s']} s, all workers ready after {srv['all_workers_ready_s']}"
-              f" s; RSS {srv['memory']['sum_VmRSS_mib']} MiB in all ({per})"]
+    lines += ["", f"real server ({srv['workers']} workers), median of {len(srv['starts'])} "
+              f"starts: /healthz 200 after {srv['healthz_200_s']} s (worst "
+              f"{srv['healthz_200_max_s']} s), all workers ready after "
+              f"{srv['all_workers_ready_s']} s (worst {srv['all_workers_ready_max_s']} s); "
+              f"target < 2 s: {'met' if srv['healthz_200_s'] < 2 else 'not met'}; "
+              f"RSS {srv['memory']['sum_VmRSS_mib']} MiB in all ({per})"]
     return "\n".join(lines)
 
 
@@ -258,6 +276,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-one-thread", action="store_true",
                    help="skip the pass at 1 torch thread")
     p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--starts", type=int, default=5, help="server starts timed (default 5)")
     args = p.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -267,7 +286,7 @@ def main(argv: list[str] | None = None) -> int:
     fig: dict[str, Any] = {"benchmark": "index", "machine": machine(),
                            "data_dir": str(data_dir)}
     fig["startup"] = _startup(data_dir)      # first, before this process warms any cache
-    fig["server"] = _server(data_dir, args.workers)
+    fig["server"] = _server(data_dir, args.workers, args.starts)
     fig["build"] = _build(data_dir)
     fig["embedding"] = _throughput(data_dir, args.sample, args.rounds, args.torch_threads,
                                    not args.no_one_thread)

@@ -428,9 +428,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="let the server write conversations into DATA_DIR/shopper.db; by "
                         "default it serves DATA_DIR's catalogs with a scratch database")
     p.add_argument("--seconds", type=float, default=60.0, help="per phase (default 60)")
-    p.add_argument("--shoppers", default="64@500,64,256",
+    p.add_argument("--shoppers", default="64@500,64@250,64,256",
                    help="phases, comma-separated: N shoppers closed loop, or N@R paced at R "
-                        "turns/s in all (default 64@500,64,256)")
+                        "turns/s in all (default 64@500,64@250,64,256)")
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--server-arg", action="append", default=[],
                    help="extra `shopper serve` argument, e.g. --server-arg=--threads=32")

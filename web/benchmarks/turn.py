@@ -318,13 +318,14 @@ def main(argv: list[str] | None = None) -> int:
                    help="as `shopper serve` sets per worker (default 1)")
     p.add_argument("--profile", type=int, default=100, metavar="N",
                    help="then profile N more turns with cProfile (0: do not)")
-    p.add_argument("--blas-threads", type=int, default=None,
-                   help="limit numpy's BLAS threads (default: as the server runs, unlimited)")
+    p.add_argument("--math-threads", type=int, default=1,
+                   help="BLAS/OpenMP threads, as `shopper serve --math-threads` sets per worker "
+                        "(default 1; 0 leaves the libraries' own default, all cores)")
     args = p.parse_args(argv)
-    if args.blas_threads:
+    if args.math_threads:
         from threadpoolctl import threadpool_limits
 
-        threadpool_limits(args.blas_threads, user_api="blas")
+        threadpool_limits(args.math_threads)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     fig = run(Path(args.data_dir).resolve(), args.turns, args.warmup, args.seed,
