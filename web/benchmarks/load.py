@@ -90,13 +90,18 @@ class HttpError(Exception):
 
 
 class AsyncConnection:
-    """One shopper's keep-alive HTTP/1.1 connection on the event loop."""
+    """One shopper's keep-alive HTTP/1.1 connection on the event loop. Reopened when it was
+    idle for a second: the server closes a connection idle past its keep-alive (2 s), and a
+    request written into a connection the server is closing comes back with nothing."""
+
+    IDLE_S = 1.0
 
     def __init__(self, port: int, timeout: float) -> None:
         self.port = port
         self.timeout = timeout
         self.reader: asyncio.StreamReader | None = None
         self.writer: asyncio.StreamWriter | None = None
+        self.last = 0.0
 
     async def request(self, method: str, path: str, body: Any = None,
                       headers: dict[str, str] | None = None
@@ -116,6 +121,8 @@ class AsyncConnection:
             raise HttpError(f"{type(exc).__name__}: {exc}") from exc
 
     async def _exchange(self, raw: bytes) -> tuple[int, dict[str, str], bytes]:
+        if self.writer is not None and time.monotonic() - self.last > self.IDLE_S:
+            self.close()
         if self.writer is None:
             self.reader, self.writer = await asyncio.open_connection("127.0.0.1", self.port)
         assert self.reader is not None
@@ -142,6 +149,7 @@ class AsyncConnection:
             payload = b"".join(chunks)
         else:
             payload = await self.reader.readexactly(int(hdrs.get("content-length", "0")))
+        self.last = time.monotonic()
         if hdrs.get("connection", "").lower() == "close":
             self.close()
         return status, hdrs, payload
