@@ -85,8 +85,9 @@ def _serve(args: argparse.Namespace) -> int:
         "LOG_TEXT": log_text(),
     }
 
-    # What every worker imports anyway is imported once here, before the fork.
-    import onnxruntime  # noqa: F401
+    # What every worker imports anyway is imported once here, before the fork. Not
+    # onnxruntime: imported before the fork, a worker then hangs on its way out until
+    # gunicorn's graceful timeout kills it (20 s on every stop).
     import tokenizers  # noqa: F401
 
     from web import api, console, handoff, kiosk, pages, security, widget  # noqa: F401
