@@ -3,6 +3,8 @@ and a restart in the middle that loses nothing."""
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from tests.e2e.conftest import KEY, Server
@@ -56,3 +58,17 @@ def test_server_key_and_errors_over_http(server: Server) -> None:
     assert status == 404 and body["status"] == 404
     status, body = server.call("GET", "/api/v1/openapi.json")
     assert status == 200 and "/api/v1/search" in body["paths"]
+
+
+def test_a_stop_is_prompt_and_clean(server: Server) -> None:
+    """SIGTERM after a turn: the worker finishes and the server exits well within gunicorn's
+    20 s graceful timeout (a worker that hung on its way out once made every stop, every
+    deploy and every restart take 20 s)."""
+    status, _ = server.call("POST", "/api/v1/conversations",
+                            {"channel": "web", "text": "a black watch"})
+    assert status == 201
+    started = time.monotonic()
+    server.stop()
+    took = time.monotonic() - started
+    assert server.proc is not None and server.proc.returncode == 0, server.tail()
+    assert took < 10, f"the server took {took:.1f} s to stop\n{server.tail()}"
