@@ -47,7 +47,7 @@ def options_for(catalog: Catalog, attribute: str, rows: NDArray[np.int64],
     values = catalog.values[attribute]
     counts = value_counts(catalog.codes[attribute][rows], len(values))
     order = np.argsort(-counts, kind="stable")
-    out = []
+    out: list[dict[str, Any]] = []
     for code in order:
         if counts[code] <= 0 or len(out) >= limit:
             break

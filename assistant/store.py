@@ -55,21 +55,21 @@ def now_iso() -> str:
 
 @MIGRATIONS()
 def m001_create_conversations(db: sqlite_utils.Database) -> None:
-    db["conversations"].create({
+    db.table("conversations").create({
         "conversation_id": str, "token_hash": str, "channel": str, "shopper_id": str,
         "catalog": str, "store_id": str, "state": str, "ctx": str, "version": int,
         "created_at": str, "updated_at": str, "agent_id": str, "handoff_code": str,
     }, pk="conversation_id", not_null={"token_hash", "channel", "catalog", "state", "ctx"})
-    db["conversations"].create_index(["shopper_id"])
-    db["conversations"].create_index(["handoff_code"])
-    db["turns"].create({
+    db.table("conversations").create_index(["shopper_id"])
+    db.table("conversations").create_index(["handoff_code"])
+    db.table("turns").create({
         "conversation_id": str, "seq": int, "at": str, "request": str, "response": str,
     }, pk=("conversation_id", "seq"), foreign_keys=[("conversation_id", "conversations")])
 
 
 @MIGRATIONS()
 def m002_create_preferences(db: sqlite_utils.Database) -> None:
-    db["preferences"].create({
+    db.table("preferences").create({
         "shopper_id": str, "attribute": str, "value": str, "polarity": str, "source": str,
         "strength": float, "evidence": str, "said": str, "conversation_id": str,
         "created_at": str, "updated_at": str,
@@ -78,19 +78,19 @@ def m002_create_preferences(db: sqlite_utils.Database) -> None:
 
 @MIGRATIONS()
 def m003_create_events(db: sqlite_utils.Database) -> None:
-    db["events"].create({
+    db.table("events").create({
         "id": int, "shopper_id": str, "type": str, "product_id": str, "catalog": str,
         "query": str, "at": str, "conversation_id": str, "recipient": str,
     }, pk="id")
-    db["events"].create_index(["shopper_id", "at"])
+    db.table("events").create_index(["shopper_id", "at"])
 
 
 @MIGRATIONS()
 def m004_create_recipients_and_codes(db: sqlite_utils.Database) -> None:
-    db["recipients"].create({
+    db.table("recipients").create({
         "shopper_id": str, "name": str, "attributes": str, "note": str, "updated_at": str,
     }, pk=("shopper_id", "name"))
-    db["link_codes"].create({
+    db.table("link_codes").create({
         "code": str, "shopper_id": str, "expires_at": str,
     }, pk="code")
 
@@ -98,15 +98,15 @@ def m004_create_recipients_and_codes(db: sqlite_utils.Database) -> None:
 @MIGRATIONS()
 def m005_conversations_looking_at(db: sqlite_utils.Database) -> None:
     # The product a shopper is looking at when a conversation starts: never one of its picks.
-    db["conversations"].add_column("looking_at", str)
+    db.table("conversations").add_column("looking_at", str)
 
 
 @MIGRATIONS()
 def m006_create_shopper_contacts(db: sqlite_utils.Database) -> None:
     # The e-mail the shop gives for a shopper, so a phone agent can find a caller by it.
-    db["shopper_contacts"].create({"shopper_id": str, "email": str, "updated_at": str},
+    db.table("shopper_contacts").create({"shopper_id": str, "email": str, "updated_at": str},
                                   pk="shopper_id", not_null={"email"})
-    db["shopper_contacts"].create_index(["email"])
+    db.table("shopper_contacts").create_index(["email"])
 
 
 def open_db(path: str | Path) -> sqlite_utils.Database:
@@ -295,15 +295,15 @@ class Store:
         return [
             {"seq": r["seq"], "at": r["at"], "request": jsoncodec.loads(r["request"]),
              **jsoncodec.loads(r["response"])}
-            for r in self.db["turns"].rows_where("conversation_id = ?", [conversation_id],
+            for r in self.db.table("turns").rows_where("conversation_id = ?", [conversation_id],
                                                  order_by="seq")
         ]
 
     def set_handoff_code(self, conversation_id: str, code: str | None) -> None:
-        self.db["conversations"].update(conversation_id, {"handoff_code": code})
+        self.db.table("conversations").update(conversation_id, {"handoff_code": code})
 
     def conversation_by_code(self, code: str) -> str | None:
-        rows = list(self.db["conversations"].rows_where("handoff_code = ?", [code], limit=1))
+        rows = list(self.db.table("conversations").rows_where("handoff_code = ?", [code], limit=1))
         return rows[0]["conversation_id"] if rows else None
 
     # Preferences --------------------------------------------------------------------------
@@ -315,7 +315,7 @@ class Store:
                        source: str = "stated", evidence: str = "", said: str = "",
                        conversation_id: str | None = None, strength: float = 1.0) -> None:
         now = now_iso()
-        self.db["preferences"].upsert({
+        self.db.table("preferences").upsert({
             "shopper_id": shopper_id, "attribute": attribute, "value": value,
             "polarity": polarity, "source": source, "strength": strength,
             "evidence": evidence, "said": said, "conversation_id": conversation_id,
@@ -351,7 +351,7 @@ class Store:
 
     def put_recipient(self, shopper_id: str, name: str, attributes: dict[str, str],
                       note: str = "") -> None:
-        self.db["recipients"].upsert({
+        self.db.table("recipients").upsert({
             "shopper_id": shopper_id, "name": name, "attributes": jsoncodec.dumps(attributes),
             "note": note, "updated_at": now_iso()}, pk=("shopper_id", "name"))
 
@@ -428,7 +428,7 @@ class Store:
 
     def set_email(self, shopper_id: str, email: str) -> None:
         """Keep the shop's e-mail for the shopper (lower-cased), replacing an older one."""
-        self.db["shopper_contacts"].upsert({"shopper_id": shopper_id,
+        self.db.table("shopper_contacts").upsert({"shopper_id": shopper_id,
                                             "email": email.strip().casefold(),
                                             "updated_at": now_iso()}, pk="shopper_id")
 
@@ -448,12 +448,12 @@ class Store:
     def create_link_code(self, shopper_id: str, code: str, expires_at: str) -> None:
         """Keep a one-time code that links a kiosk conversation to the shopper."""
         self.db.execute("DELETE FROM link_codes WHERE expires_at < ?", [now_iso()])
-        self.db["link_codes"].insert({"code": code, "shopper_id": shopper_id,
+        self.db.table("link_codes").insert({"code": code, "shopper_id": shopper_id,
                                       "expires_at": expires_at}, replace=True)
 
     def use_link_code(self, code: str) -> str | None:
         """The shopper a live code names, deleting the code (it works once); else None."""
-        rows = list(self.db["link_codes"].rows_where("code = ?", [code], limit=1))
+        rows = list(self.db.table("link_codes").rows_where("code = ?", [code], limit=1))
         if not rows:
             return None
         self.db.execute("DELETE FROM link_codes WHERE code = ?", [code])

@@ -103,7 +103,10 @@ def _schemas() -> dict[str, Any]:
     return {
         "Problem": {"type": "object", "required": ["type", "title", "status", "detail"],
                     "properties": {"type": _STR, "title": _STR, "status": {"type": "integer"},
-                                   "detail": _STR}},
+                                   "detail": _STR,
+                                   # On a 503 "Storage unavailable": what is wrong with it.
+                                   "storage": {"type": "string", "enum": [
+                                       "full", "read_only", "busy", "unavailable"]}}},
         "Option": {"type": "object", "required": ["value", "label", "count"],
                    "properties": {"value": _STR, "label": _STR,
                                   "count": {"type": "integer", "minimum": 0}}},

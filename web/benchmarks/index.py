@@ -182,7 +182,7 @@ def probe(data_dir: str) -> None:
     emb.embed(["warm up"])
     stage(f"load the query model ({emb.name}) + first encode", t0)
     t0 = time.perf_counter()
-    Assistant(catalogs=catalogs, embedder=emb, store=lambda: None,  # type: ignore[arg-type]
+    Assistant(catalogs=catalogs, embedder=emb, store=lambda: None,  # type: ignore[arg-type,return-value]
               default_catalog="fashion")
     stage("assistant (lexicons)", t0)
     print(json.dumps({"total_s": round(time.perf_counter() - t_start, 2), "stages": stages,

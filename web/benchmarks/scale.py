@@ -43,7 +43,7 @@ BUCKETS = [(0.001, 0.003), (0.003, 0.01), (0.01, 0.03), (0.03, 0.1001)]
 
 
 def _nlist(n: int) -> int:
-    return max(16, 2 ** round(math.log2(math.sqrt(n))))
+    return int(max(16, 2 ** round(math.log2(math.sqrt(n)))))
 
 
 # Build ------------------------------------------------------------------------------------
@@ -92,9 +92,10 @@ def build(data_dir: Path, work: Path, n: int, noise: float, seed: int) -> dict[s
     faiss.write_index(ivf, str(work / "ivf.faiss"))
     timings["write_s"] = time.perf_counter() - t0
     sizes = ivf.invlists
+    assert sizes is not None
     list_sizes = np.array([sizes.list_size(i) for i in range(nlist)])
     del ivf, vectors
-    meta = {"n": n, "noise": noise, "nlist": nlist, "seed": seed,
+    meta: dict[str, Any] = {"n": n, "noise": noise, "nlist": nlist, "seed": seed,
             "imbalance": round(float(list_sizes.max() / max(list_sizes.mean(), 1)), 2),
             "real_products": len(cat), "build": {k: round(v, 1) for k, v in timings.items()}}
     meta["build"]["total_s"] = round(time.perf_counter() - t_all, 1)
@@ -264,7 +265,7 @@ def serve(work_dir: str, nprobes: str, brute_max: int, k: int) -> None:
         if ranges:
             sels = [faiss.IDSelectorRange(lo, hi, True) for lo, hi in ranges]
             keep += sels
-            sel = sels[0]
+            sel: Any = sels[0]
             for other in sels[1:]:
                 sel = faiss.IDSelectorOr(sel, other)
                 keep.append(sel)
@@ -306,7 +307,7 @@ def serve(work_dir: str, nprobes: str, brute_max: int, k: int) -> None:
 
     out: dict[str, Any] = {"load_s": round(load_s, 3), "memory": mem, "by_nprobe": {},
                            "ground_truth_s": round(truth_s, 1)}
-    for nprobe, rows in results.items():
+    for probe, rows in results.items():
         entry: dict[str, Any] = {}
         tg = [r for r in rows if queries[r[0]]["kind"] == "type+gender"]
         entry["type+gender 0.1-10%"] = group(tg)
@@ -315,7 +316,7 @@ def serve(work_dir: str, nprobes: str, brute_max: int, k: int) -> None:
             entry[f"  selectivity {lo:.1%}-{min(hi, 0.1):.1%}"] = group(sel)
         for kind in ("gender only", "no filter"):
             entry[kind] = group([r for r in rows if queries[r[0]]["kind"] == kind])
-        out["by_nprobe"][nprobe] = entry
+        out["by_nprobe"][probe] = entry
     print(json.dumps(out))
 
 
