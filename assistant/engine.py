@@ -117,17 +117,17 @@ class Assistant:
             catalog=tools.catalog.name, shopper_id=shopper_id, store_id=store_id,
             created_at=now_iso(), agent_id=agent_id, looking_at=product_id, ctx=_fresh_ctx())
         store = self.store()
-        with store.transaction():
-            store.create_conversation(conv, hash_token(token))
+        # The conversation is stored with its first turn, in one transaction: a first turn
+        # that is refused, or a disk that fills, leaves no empty conversation behind.
         if text is not None and text.strip():
-            turn = self._run(conv, {"text": text}, store)
+            turn = self._run(conv, {"text": text}, store, token_hash=hash_token(token))
         else:
             turn = self._respond(conv, tools, None, event=None, store=store)
             turn["message"] = compose_message(tools.catalog, conv.state, conv.ctx, turn, None)
+            conv.ctx["seq"] = 0
             with store.transaction():
+                store.create_conversation(conv, hash_token(token))
                 store.add_turn(conv.conversation_id, 0, {}, turn)
-                conv.ctx["seq"] = 0
-                store.save_conversation(conv, conv.version)
         return conv, token, turn
 
     def turn(self, conversation_id: str, payload: dict[str, Any]) -> dict[str, Any]:
@@ -147,7 +147,10 @@ class Assistant:
                 "created_at": conv.created_at, "turns": store.turns(conversation_id)}
 
     # One turn ------------------------------------------------------------------------------
-    def _run(self, conv: Conversation, payload: dict[str, Any], store: Store) -> dict[str, Any]:
+    def _run(self, conv: Conversation, payload: dict[str, Any], store: Store, *,
+             token_hash: str | None = None) -> dict[str, Any]:
+        """Answer one turn and save it. With ``token_hash`` the conversation is new: it is
+        created in the same transaction as this, its first turn."""
         tools = self.tools(conv.catalog)
         ctx = conv.ctx
         expected = conv.version
@@ -169,7 +172,10 @@ class Assistant:
         ctx["seq"] = seq
         conv.version = expected + 1
         with store.transaction():
-            store.save_conversation(conv, expected)
+            if token_hash is not None:
+                store.create_conversation(conv, token_hash)
+            else:
+                store.save_conversation(conv, expected)
             store.add_turn(conv.conversation_id, seq, _loggable(payload), turn)
             self._remember(conv, tools, heard, payload, store)
         return turn
