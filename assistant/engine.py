@@ -80,6 +80,12 @@ class Assistant:
         self._locks: dict[str, threading.Lock] = {}
         self._locks_guard = threading.Lock()
 
+    def warm(self) -> None:
+        """Do now what the first turns would otherwise pay for: the vectors of every value
+        of every attribute the assistant asks about, for matching typed answers."""
+        for tools in self._tools.values():
+            tools.semantic.warm(tools.catalog.facet_names)
+
     # Catalog access ------------------------------------------------------------------------
     def tools(self, name: str | None) -> _CatalogTools:
         key = name or self.default_catalog

@@ -200,6 +200,12 @@ class SemanticMatcher:
                 self._vectors[attribute] = (values, self.embedder.embed(texts))
             return self._vectors[attribute]
 
+    def warm(self, attributes: list[str]) -> None:
+        """Embed the values of these attributes now (each is otherwise embedded by the first
+        typed answer to a question about it: ~140 article types, a few hundred ms)."""
+        for attribute in attributes:
+            self._attribute_vectors(attribute)
+
     def match(self, text: str, attribute: str,
               allowed: set[str] | None = None) -> tuple[str, float] | None:
         """The value of ``attribute`` closest to the text, if it is clearly closest."""

@@ -160,6 +160,9 @@ def build_services(config: Mapping[str, Any]) -> Services:
             # from scanning it at every full collection (a pause in some turn).
             gc.freeze()
             svc.ready.set()
+            # After "ready", so start-up does not wait for it; a turn that needs these
+            # vectors before they are made makes them itself (under the matcher's lock).
+            threading.Thread(target=svc.assistant.warm, name="warm", daemon=True).start()
             log.info("ready: catalogs %s; queries by %s", ", ".join(
                 f"{n} ({len(c)})" for n, c in catalogs.items()), embedder.name)
         except (CatalogNotBuilt, CatalogCorrupt, OSError, ValueError, RuntimeError) as exc:
