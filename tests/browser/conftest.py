@@ -12,6 +12,7 @@ Set ``SHOPPER_BROWSER_BASE_URL`` to drive an already-running server instead (and
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -160,7 +161,7 @@ def live_server(request: pytest.FixtureRequest,
                "--port", str(port), "--data-dir", str(data_dir), "--no-import"]
     with log_path.open("wb") as log:
         process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log,
-                                   stderr=subprocess.STDOUT)
+                                   stderr=subprocess.STDOUT, start_new_session=True)
     base_url = f"http://127.0.0.1:{port}"
     try:
         wait_for_health(process, f"{base_url}/healthz", log_path)
@@ -176,7 +177,8 @@ def live_server(request: pytest.FixtureRequest,
         try:
             process.wait(timeout=10)
         except subprocess.TimeoutExpired:
-            process.kill()
+            # The whole group: killing only the master would leave its workers serving.
+            os.killpg(process.pid, signal.SIGKILL)
             process.wait()
 
 
