@@ -601,7 +601,7 @@ class Assistant:
         store = self.store()
         c = self.constraints(conv, cat, store)
         mask = hard_mask(cat, c)
-        text = _query_text(conv.ctx, cat) or q.strip()
+        text = _query_text(conv.ctx) or q.strip()
         qvec = self.embedder.embed([text])[0] if text else None
         if row is not None:
             near = np.asarray(cat.index.vectors[row], dtype=np.float32)
@@ -656,7 +656,7 @@ def _settle(ctx: dict[str, Any], attr: str, *, skipped: bool = False) -> None:
 VALUE_WEIGHT = 0.5
 
 
-def _query_text(ctx: dict[str, Any], cat: Catalog | None) -> str:
+def _query_text(ctx: dict[str, Any]) -> str:
     """What to embed: the shopper's own words plus the values they chose."""
     parts = list(ctx.get("texts", []))[-4:]
     for values in ctx.get("wants", {}).values():

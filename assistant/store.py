@@ -105,7 +105,7 @@ def m005_conversations_looking_at(db: sqlite_utils.Database) -> None:
 def m006_create_shopper_contacts(db: sqlite_utils.Database) -> None:
     # The e-mail the shop gives for a shopper, so a phone agent can find a caller by it.
     db.table("shopper_contacts").create({"shopper_id": str, "email": str, "updated_at": str},
-                                  pk="shopper_id", not_null={"email"})
+                                        pk="shopper_id", not_null={"email"})
     db.table("shopper_contacts").create_index(["email"])
 
 
@@ -265,7 +265,7 @@ class Store:
 
     def conversation_row(self, conversation_id: str) -> dict[str, Any]:
         for row in self._rows("SELECT * FROM conversations WHERE conversation_id = ?",
-                                 [conversation_id]):
+                              [conversation_id]):
             return row
         raise ConversationNotFound(f"there is no conversation {conversation_id!r}")
 
@@ -295,21 +295,22 @@ class Store:
         return [
             {"seq": r["seq"], "at": r["at"], "request": jsoncodec.loads(r["request"]),
              **jsoncodec.loads(r["response"])}
-            for r in self.db.table("turns").rows_where("conversation_id = ?", [conversation_id],
-                                                 order_by="seq")
+            for r in self._rows("SELECT * FROM turns WHERE conversation_id = ? ORDER BY seq",
+                                [conversation_id])
         ]
 
     def set_handoff_code(self, conversation_id: str, code: str | None) -> None:
         self.db.table("conversations").update(conversation_id, {"handoff_code": code})
 
     def conversation_by_code(self, code: str) -> str | None:
-        rows = list(self.db.table("conversations").rows_where("handoff_code = ?", [code], limit=1))
-        return rows[0]["conversation_id"] if rows else None
+        row = self.db.execute("SELECT conversation_id FROM conversations WHERE handoff_code = ? "
+                              "LIMIT 1", [code]).fetchone()
+        return row[0] if row else None
 
     # Preferences --------------------------------------------------------------------------
     def stated_preferences(self, shopper_id: str) -> list[dict[str, Any]]:
         return list(self._rows("SELECT * FROM preferences WHERE shopper_id = ? "
-                                  "ORDER BY updated_at", [shopper_id]))
+                               "ORDER BY updated_at", [shopper_id]))
 
     def put_preference(self, shopper_id: str, attribute: str, value: str, polarity: str, *,
                        source: str = "stated", evidence: str = "", said: str = "",
@@ -341,13 +342,13 @@ class Store:
 
     def events(self, shopper_id: str) -> list[dict[str, Any]]:
         return list(self._rows("SELECT * FROM events WHERE shopper_id = ? ORDER BY at",
-                                  [shopper_id]))
+                               [shopper_id]))
 
     # Recipients ---------------------------------------------------------------------------
     def recipients(self, shopper_id: str) -> list[dict[str, Any]]:
         return [{**r, "attributes": jsoncodec.loads(r["attributes"] or "{}")}
                 for r in self._rows("SELECT * FROM recipients WHERE shopper_id = ?",
-                                       [shopper_id])]
+                                    [shopper_id])]
 
     def put_recipient(self, shopper_id: str, name: str, attributes: dict[str, str],
                       note: str = "") -> None:
@@ -358,7 +359,7 @@ class Store:
     def recipient(self, shopper_id: str, name: str) -> dict[str, Any] | None:
         """One saved recipient with its attributes decoded, or None."""
         rows = list(self._rows("SELECT * FROM recipients WHERE shopper_id = ? AND name = ? "
-                                  "LIMIT 1", [shopper_id, name]))
+                               "LIMIT 1", [shopper_id, name]))
         return {**rows[0], "attributes": jsoncodec.loads(rows[0]["attributes"] or "{}")} \
             if rows else None
 
@@ -429,8 +430,8 @@ class Store:
     def set_email(self, shopper_id: str, email: str) -> None:
         """Keep the shop's e-mail for the shopper (lower-cased), replacing an older one."""
         self.db.table("shopper_contacts").upsert({"shopper_id": shopper_id,
-                                            "email": email.strip().casefold(),
-                                            "updated_at": now_iso()}, pk="shopper_id")
+                                                  "email": email.strip().casefold(),
+                                                  "updated_at": now_iso()}, pk="shopper_id")
 
     def shopper_by_email(self, email: str) -> str | None:
         row = self.db.execute("SELECT shopper_id FROM shopper_contacts WHERE email = ? "
@@ -449,7 +450,7 @@ class Store:
         """Keep a one-time code that links a kiosk conversation to the shopper."""
         self.db.execute("DELETE FROM link_codes WHERE expires_at < ?", [now_iso()])
         self.db.table("link_codes").insert({"code": code, "shopper_id": shopper_id,
-                                      "expires_at": expires_at}, replace=True)
+                                            "expires_at": expires_at}, replace=True)
 
     def use_link_code(self, code: str) -> str | None:
         """The shopper a live code names, deleting the code (it works once); else None."""

@@ -15,10 +15,8 @@ import math
 import os
 import shlex
 import shutil
-import threading
 import time
-from collections import OrderedDict
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +30,7 @@ from .embedder import Embedder
 from .facets import FacetStats, derive_facets
 from .importers import import_products
 from .index import FaissIndex
+from .lru import BoundedLRU
 from .products import (
     AttributeSpec,
     Mapping,
@@ -88,30 +87,6 @@ def product_text(product: Product, specs: Sequence[AttributeSpec]) -> str:
     return ". ".join(parts)
 
 
-class MaskCache:
-    """A bounded, thread-safe LRU of read-only row masks."""
-
-    def __init__(self, size: int) -> None:
-        self.size = size
-        self._items: OrderedDict[tuple[Any, ...], NDArray[np.bool_]] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def get(self, key: tuple[Any, ...], compute: Callable[[], NDArray[np.bool_]]
-            ) -> NDArray[np.bool_]:
-        with self._lock:
-            hit = self._items.get(key)
-            if hit is not None:
-                self._items.move_to_end(key)
-                return hit
-        mask = compute()
-        mask.setflags(write=False)
-        with self._lock:
-            self._items[key] = mask
-            while len(self._items) > self.size:
-                self._items.popitem(last=False)
-        return mask
-
-
 @dataclass
 class Catalog:
     """Everything the assistant needs to know about what is sold, held in memory.
@@ -132,19 +107,11 @@ class Catalog:
     source: str = ""
 
     def __post_init__(self) -> None:
-        if isinstance(self.products, ProductList):  # read the rows; make no Product
-            rows = self.products.rows
-            ids = [str(r["product_id"]) for r in rows]
-            titles = [str(r["title"]) for r in rows]
-            attributes = [r.get("attributes") or {} for r in rows]
-            prices = [r.get("price") for r in rows]
-            currencies = [r.get("currency") for r in rows]
-        else:
-            ids = [p.product_id for p in self.products]
-            titles = [p.title for p in self.products]
-            attributes = [p.attributes for p in self.products]
-            prices = [p.price for p in self.products]
-            currencies = [p.currency for p in self.products]
+        # A loaded catalog's own rows, read as they are: no Product is made for this.
+        rows = self.products.rows if isinstance(self.products, ProductList) \
+            else [p.to_json() for p in self.products]
+        ids = [str(r["product_id"]) for r in rows]
+        attributes = [r.get("attributes") or {} for r in rows]
         self.row_of = {pid: i for i, pid in enumerate(ids)}
         self.values: dict[str, list[str]] = {}
         self.code_of: dict[str, dict[str, int]] = {}
@@ -164,14 +131,16 @@ class Catalog:
                 self.values[name] = []
             self.code_of[name] = {v: i for i, v in enumerate(self.values[name])}
             self.codes[name] = codes
-        self.prices = np.array([math.nan if p is None else p for p in prices], dtype=np.float64)
+        self.prices = np.array([math.nan if r.get("price") is None else r["price"]
+                                for r in rows], dtype=np.float64)
         self.has_prices = bool(np.isfinite(self.prices).any())
-        self.currency = next((c for c in currencies if c), None)
+        self.currency = next((r["currency"] for r in rows if r.get("currency")), None)
         self.consumable = np.array([self._is_consumable(a) for a in attributes], dtype=bool)
-        self.titles_lower = [t.lower() for t in titles]
+        self.titles_lower = [str(r["title"]).lower() for r in rows]
         # Row masks of what shoppers say again and again ("Women", "Tshirts", "not
         # leather"): 64 MB of them at most, whatever the catalog's size.
-        self._masks = MaskCache(max(16, (64 << 20) // max(len(self.products), 1)))
+        self._masks: BoundedLRU[NDArray[np.bool_]] = BoundedLRU(
+            max(16, (64 << 20) // max(len(self.products), 1)))
 
     def __len__(self) -> int:
         return len(self.products)
@@ -184,20 +153,13 @@ class Catalog:
         the rows' codes (a missing value, -1, lands on the table's last slot, always False).
         """
         lookup = self.code_of.get(attr, {})
-        codes = [lookup[v] for v in values if v in lookup]
+        codes = sorted(lookup[v] for v in values if v in lookup)
+        table = np.zeros(len(lookup) + 1, dtype=bool)
+        table[codes] = True
         if rows is not None:
-            table = np.zeros(len(lookup) + 1, dtype=bool)
-            table[codes] = True
             found: NDArray[np.bool_] = table[self.codes[attr][rows]]
             return found
-        key = (attr, *sorted(codes))
-
-        def compute() -> NDArray[np.bool_]:
-            table = np.zeros(len(lookup) + 1, dtype=bool)
-            table[codes] = True
-            whole: NDArray[np.bool_] = table[self.codes[attr]]
-            return whole
-        return self._masks.get(key, compute)
+        return self._masks.get((attr, *codes), lambda: table[self.codes[attr]])
 
     def title_contains(self, term: str) -> NDArray[np.bool_]:
         """Rows whose title contains ``term`` (lower case)."""
@@ -343,6 +305,10 @@ def rebuild_command(data_dir: Path, name: str) -> str:
             f"--data-dir {where} --force")
 
 
+def _fix(data_dir: Path, name: str) -> str:
+    return f"rebuild it with `{rebuild_command(data_dir, name)}`"
+
+
 def _open_built(data_dir: Path, name: str) -> tuple[dict[str, Any], FaissIndex]:
     """A built catalog's manifest and its index (memory-mapped: cheap). Raises
     CatalogNotBuilt or CatalogCorrupt naming the command that fixes it."""
@@ -351,7 +317,7 @@ def _open_built(data_dir: Path, name: str) -> tuple[dict[str, Any], FaissIndex]:
         raise CatalogNotBuilt(
             f"catalog {name!r} is not built in {data_dir}: run `{rebuild_command(data_dir, name)}`"
             + (" (or `shopper serve` without --no-import)" if name in BUNDLED else ""))
-    fix = f"rebuild it with `{rebuild_command(data_dir, name)}`"
+    fix = _fix(data_dir, name)
     try:
         manifest: dict[str, Any] = json.loads((folder / "manifest.json").read_text())
         index = FaissIndex.load(folder)
@@ -383,11 +349,40 @@ def load_catalog(data_dir: Path, name: str) -> Catalog:
     Raises CatalogNotBuilt when it was never built, CatalogCorrupt when its files are damaged;
     both messages name the command that fixes it.
     """
-    folder = data_dir / "catalogs" / name
-    fix = f"rebuild it with `{rebuild_command(data_dir, name)}`"
     manifest, index = _open_built(data_dir, name)
+    folder, fix = data_dir / "catalogs" / name, _fix(data_dir, name)
     with _collector_paused():
-        return _load(folder, name, manifest, index, fix)
+        try:
+            rows = orjson.loads((folder / "products.json").read_bytes())
+            if not isinstance(rows, list) or not all(
+                    isinstance(r, dict) and "product_id" in r and "title" in r for r in rows):
+                raise ValueError("products.json is not a list of products")
+        except (OSError, ValueError) as exc:
+            raise CatalogCorrupt(f"catalog {name!r} in {folder} is damaged ({exc}); {fix}"
+                                 ) from exc
+        products = ProductList(rows)
+        if len(index) != len(products):
+            raise CatalogCorrupt(
+                f"catalog {name!r}: {len(products)} products but {len(index)} vectors; {fix}")
+        mapping = mapping_from_dict(manifest["mapping"], default_name=name)
+        facet_by_name = {f["name"]: f for f in manifest["facets"]}
+        facets = [FacetStats(s.name, facet_by_name[s.name]["coverage"],
+                             facet_by_name[s.name]["distinct"], 0.0,
+                             facet_by_name[s.name]["facet"], facet_by_name[s.name]["why"])
+                  for s in mapping.attributes]
+        kinds = mapping.durable
+        return Catalog(
+            name=name,
+            products=products,
+            specs=list(mapping.attributes),
+            facets=facets,
+            index=index,
+            content_hash=manifest["content_hash"],
+            durable_window_days={k: int(v) for k, v in kinds.get("window_days", {}).items()},
+            replenish_days=dict(mapping.replenish_days),
+            consumable_rule={k: list(v) for k, v in kinds.get("consumable", {}).items()},
+            source=mapping.source,
+        )
 
 
 @contextmanager
@@ -401,37 +396,3 @@ def _collector_paused() -> Iterator[None]:
     finally:
         if was_on:
             gc.enable()
-
-
-def _load(folder: Path, name: str, manifest: dict[str, Any], index: FaissIndex,
-          fix: str) -> Catalog:
-    try:
-        rows = orjson.loads((folder / "products.json").read_bytes())
-        if not isinstance(rows, list) or not all(
-                isinstance(r, dict) and "product_id" in r and "title" in r for r in rows):
-            raise ValueError("products.json is not a list of products")
-        products = ProductList(rows)
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise CatalogCorrupt(f"catalog {name!r} in {folder} is damaged ({exc}); {fix}") from exc
-    if len(index) != len(products):
-        raise CatalogCorrupt(
-            f"catalog {name!r}: {len(products)} products but {len(index)} vectors; {fix}")
-    mapping = mapping_from_dict(manifest["mapping"], default_name=name)
-    facet_by_name = {f["name"]: f for f in manifest["facets"]}
-    facets = [FacetStats(s.name, facet_by_name[s.name]["coverage"],
-                         facet_by_name[s.name]["distinct"], 0.0,
-                         facet_by_name[s.name]["facet"], facet_by_name[s.name]["why"])
-              for s in mapping.attributes]
-    kinds = mapping.durable
-    return Catalog(
-        name=name,
-        products=products,
-        specs=list(mapping.attributes),
-        facets=facets,
-        index=index,
-        content_hash=manifest["content_hash"],
-        durable_window_days={k: int(v) for k, v in kinds.get("window_days", {}).items()},
-        replenish_days=dict(mapping.replenish_days),
-        consumable_rule={k: list(v) for k, v in kinds.get("consumable", {}).items()},
-        source=mapping.source,
-    )

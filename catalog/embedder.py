@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 import os
 import threading
-from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 from numpy.typing import NDArray
+
+from .lru import BoundedLRU
 
 __all__ = [
     "CachedEmbedder",
@@ -209,24 +210,11 @@ class CachedEmbedder:
         self.inner = inner
         self.dimensions = inner.dimensions
         self.name = inner.name
-        self._size = size
-        self._cache: OrderedDict[str, NDArray[np.float32]] = OrderedDict()
-        self._lock = threading.Lock()
+        self._cache: BoundedLRU[NDArray[np.float32]] = BoundedLRU(size)
 
     def embed(self, texts: Sequence[str], *, batch_size: int = 64,
               progress: bool = False) -> NDArray[np.float32]:
         if len(texts) != 1:
             return self.inner.embed(texts, batch_size=batch_size, progress=progress)
         key = texts[0]
-        with self._lock:
-            hit = self._cache.get(key)
-            if hit is not None:
-                self._cache.move_to_end(key)
-                return hit
-        vec = self.inner.embed([key])
-        vec.setflags(write=False)
-        with self._lock:
-            self._cache[key] = vec
-            while len(self._cache) > self._size:
-                self._cache.popitem(last=False)
-        return vec
+        return self._cache.get(key, lambda: self.inner.embed([key]))

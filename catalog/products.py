@@ -51,7 +51,7 @@ class ProductList(Sequence[Product]):
 
     A worker loads every catalog at start; making 57k frozen dataclasses up front was a fifth
     of its start-up, and most are never shown. ``rows`` are products.json's own dicts, which
-    the catalog also reads directly for its attribute codes (``row_fields``). Two threads
+    the catalog also reads directly for its codes, prices and titles. Two threads
     asking for the same product at once may both make it: equal values, no harm.
     """
 

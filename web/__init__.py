@@ -112,10 +112,9 @@ def _load_catalogs(data_dir: Path, embedder: Embedder, build: bool) -> dict[str,
 
 
 def _limit_math_threads(n: int) -> None:
-    """Cap numpy's BLAS (process-wide) and OpenMP (for this thread; new threads start from
-    OMP_NUM_THREADS, which ``shopper serve`` sets) at ``n`` threads. A worker answers one
-    turn per request thread; threads of its own inside a matrix product only fight the
-    other worker for the cores."""
+    """Cap numpy's BLAS pools (process-wide) and OpenMP (for the calling thread) at ``n``
+    threads. A worker answers one turn per request thread; threads of its own inside a
+    matrix product only fight the other worker for the cores."""
     from threadpoolctl import threadpool_limits
 
     threadpool_limits(limits=n)

@@ -132,29 +132,22 @@ def _signer() -> URLSafeTimedSerializer:
 # Stock on kiosk picks -----------------------------------------------------------------------
 @bp.after_app_request
 def _add_stock(response: Response) -> Response:
-    """Annotate the picks of a conversation that stands in a store (kiosk)."""
-    match = _CONV_PATH.match(request.path)
-    if (match is None or response.status_code not in (200, 201)
-            or response.mimetype != "application/json" or request.method not in ("GET", "POST")):
-        return response
-    if match.group(1) is None and request.method != "POST":
-        return response
+    """Annotate the picks of a conversation that stands in a store (kiosk). The views that
+    answer with a conversation's turns say where it stands (``g.conversation_place``, set
+    when they read the conversation), so nothing is read again here."""
     place = g.get("conversation_place")
-    if place is not None and not place[0]:
-        return response  # the views said where it stands: not in a store, nothing to add
+    if (place is None or not place[0] or _CONV_PATH.match(request.path) is None
+            or response.status_code not in (200, 201)
+            or response.mimetype != "application/json"):
+        return response
     data = response.get_json(silent=True)
     if not isinstance(data, dict):
         return response
-    cid = match.group(1) or data.get("conversation_id")
-    if not isinstance(cid, str):
-        return response
-    row = services().store().conversation_row(cid)
-    if not row.get("store_id"):
-        return response
+    store_id, catalog = place
     turns = data["turns"] if isinstance(data.get("turns"), list) else [data]
     for turn in turns:
         if isinstance(turn.get("picks"), list):
-            stock().annotate(turn["picks"], row["store_id"], row["catalog"])
+            stock().annotate(turn["picks"], store_id, catalog)
     response.set_data(json.dumps(data, ensure_ascii=False))
     return response
 

@@ -237,7 +237,6 @@ class ServerProcess:
         """CPU seconds (user + system) the master and its live workers used since the last
         call (the first call returns the total so far)."""
         ticks = os.sysconf("SC_CLK_TCK")
-        total = 0.0
         for pid in self.pids():
             try:
                 text = Path(f"/proc/{pid}/stat").read_text()
