@@ -319,8 +319,11 @@ class Assistant:
             wants={a: set(v) for a, v in ctx.get("wants", {}).items()},
             avoids={a: set(v) for a, v in ctx.get("avoids", {}).items() if v},
             avoid_terms=list(ctx.get("avoid_terms", [])),
-            min_price=ctx.get("min_price"), max_price=ctx.get("max_price"),
-            below_price=ctx.get("below_price"),
+            # A catalog without prices cannot be held to a budget: the budget would rule out
+            # every product. It is kept in ctx and the message says it was not applied.
+            min_price=ctx.get("min_price") if cat.has_prices else None,
+            max_price=ctx.get("max_price") if cat.has_prices else None,
+            below_price=ctx.get("below_price") if cat.has_prices else None,
             exclude_ids=set(fb.get("dislike", []) + fb.get("not_interested", [])
                             + fb.get("already_own", [])),
             liked_ids=list(fb.get("like", [])), cheap=bool(ctx.get("cheap")),

@@ -78,6 +78,9 @@ def compose_message(cat: Catalog, state: str, ctx: dict[str, Any], turn: dict[st
         "more": f"Here are more {need}.",
         "feedback": "Thanks, noted. Here's what fits now.",
     }.get(event or "", f"Here are some {need}.")
+    if not cat.has_prices and (ctx.get("max_price") is not None
+                               or ctx.get("min_price") is not None):
+        lead += " This catalog lists no prices, so I could not keep to your budget."
     if question:
         return f"{lead} To narrow it down: {question['prompt']}"
     return f"{lead} Say “more” for others or “cheaper” for lower prices."

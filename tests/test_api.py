@@ -73,6 +73,18 @@ def test_budget_and_cheaper_on_the_priced_catalog(chat: Any) -> None:
         assert "nothing cheaper" in c.turn["message"]
 
 
+def test_a_budget_on_a_catalog_without_prices_says_so_and_still_shows_picks(
+        chat: Any) -> None:
+    # The bundled fashion catalog lists no prices: a budget cannot rule everything out.
+    c = chat("running shoes for my husband")
+    c.send(text="in black, under 3000")
+    if c.turn["question"] is not None:
+        c.send(action="more")
+    assert c.picks and all(p["price"] is None for p in c.picks)
+    assert all(p["attributes"]["colour"] == "Black" for p in c.picks)
+    assert "no prices" in c.turn["message"] and "budget" in c.turn["message"]
+
+
 def test_more_never_repeats(chat: Any) -> None:
     c = chat("a watch for men")
     seen = {p["product_id"] for p in c.picks}
