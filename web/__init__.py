@@ -16,7 +16,7 @@ from typing import Any
 
 import orjson
 import sqlite_utils
-from flask import Flask, current_app
+from flask import Flask, Response, current_app
 from flask.json.provider import DefaultJSONProvider
 
 from assistant.engine import Assistant, Settings
@@ -181,18 +181,34 @@ class FastJSONProvider(DefaultJSONProvider):
     """Flask's JSON, written by orjson when nothing asks for more than compact output
     (assistant/jsoncodec.py says why). Dates, dataclasses and anything else orjson does not
     know natively go through Flask's own ``default``, so they come out as Flask writes them;
-    on any refusal the standard library writes the response as before."""
+    on any refusal the standard library writes the response as before.
+
+    ``response`` (what ``jsonify`` and returned dicts use) writes the body's bytes directly:
+    Flask's own passes ``separators`` to ``dumps``, which would send every response to the
+    standard library."""
 
     sort_keys = False
     _OPTIONS = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
+    _COMPACT = {"separators": (",", ":")}
 
     def dumps(self, obj: Any, **kwargs: Any) -> str:
-        if not kwargs:
+        if not kwargs or kwargs == self._COMPACT:
             try:
                 return orjson.dumps(obj, default=self.default, option=self._OPTIONS).decode()
             except (TypeError, orjson.JSONEncodeError):
                 pass
         return super().dumps(obj, **kwargs)
+
+    def response(self, *args: Any, **kwargs: Any) -> Response:
+        if self.compact is False or (self.compact is None and self._app.debug):
+            return super().response(*args, **kwargs)
+        obj = self._prepare_response_obj(args, kwargs)
+        try:
+            body = orjson.dumps(obj, default=self.default,
+                                option=self._OPTIONS | orjson.OPT_APPEND_NEWLINE)
+        except (TypeError, orjson.JSONEncodeError):
+            body = f"{super().dumps(obj, **self._COMPACT)}\n".encode()
+        return self._app.response_class(body, mimetype=self.mimetype)
 
 
 def create_app(config: Mapping[str, Any] | None = None, *,
