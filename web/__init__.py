@@ -16,8 +16,9 @@ from typing import Any
 
 import orjson
 import sqlite_utils
-from flask import Flask, Response, current_app
+from flask import Flask, current_app
 from flask.json.provider import DefaultJSONProvider
+from werkzeug.sansio.response import Response
 
 from assistant.engine import Assistant, Settings
 from assistant.store import Store, open_db
@@ -208,7 +209,8 @@ class FastJSONProvider(DefaultJSONProvider):
                                 option=self._OPTIONS | orjson.OPT_APPEND_NEWLINE)
         except (TypeError, orjson.JSONEncodeError):
             body = f"{super().dumps(obj, **self._COMPACT)}\n".encode()
-        return self._app.response_class(body, mimetype=self.mimetype)
+        # Flask's response class takes bytes; the sansio base it is typed as does not.
+        return self._app.response_class(body, mimetype=self.mimetype)  # type: ignore[arg-type]
 
 
 def create_app(config: Mapping[str, Any] | None = None, *,
