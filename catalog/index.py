@@ -58,15 +58,31 @@ class FaissIndex:
 
     def scores(self, query: NDArray[np.float32], rows: NDArray[np.int64] | None = None
                ) -> NDArray[np.float32]:
-        """Exact cosine of the query to every row (or to the given rows)."""
-        q = np.asarray(query, dtype=np.float32).reshape(-1)
+        """Exact cosine of the query to every row (or to the given rows).
+
+        faiss's ``fvec_inner_products_by_idx`` reads each row where it lies in the mapped
+        file. Copying the rows out first (``vectors[rows] @ q``) doubled the memory traffic,
+        and the traffic is the cost: over 44k x 384 on one core, 2,000 rows take 0.23 ms
+        against 0.46 ms, every row 5.4 ms against 9.5 ms for numpy's matrix-vector product
+        (docs/performance.md)."""
+        q = np.ascontiguousarray(query, dtype=np.float32).reshape(-1)
+        vectors = self.vectors
+        if q.shape[0] != vectors.shape[1]:
+            raise ValueError(f"query has {q.shape[0]} dimensions, the index {vectors.shape[1]}")
         if rows is None:
-            return np.asarray(self.vectors @ q, dtype=np.float32)
-        if len(rows) * 3 > len(self.vectors):
-            # Over a large subset one pass over every row beats copying the subset's rows out
-            # (44k rows x 384 on 2 cores: 5 ms against 18 ms; docs/performance.md).
-            return np.asarray(self.vectors @ q, dtype=np.float32)[rows]
-        return np.asarray(self.vectors[rows] @ q, dtype=np.float32)
+            rows = np.arange(len(vectors), dtype=np.int64)
+        rows = np.ascontiguousarray(rows, dtype=np.int64)
+        out = np.empty(len(rows), dtype=np.float32)
+        if len(rows) == 0:
+            return out
+        if not (vectors.flags.c_contiguous and vectors.dtype == np.float32):
+            return np.asarray(np.asarray(vectors[rows], dtype=np.float32) @ q)
+        if rows.min() < 0 or rows.max() >= len(vectors):
+            raise IndexError("row out of range")
+        faiss.fvec_inner_products_by_idx(  # type: ignore[attr-defined]
+            faiss.swig_ptr(out), faiss.swig_ptr(q), faiss.swig_ptr(vectors),
+            faiss.swig_ptr(rows), vectors.shape[1], 1, len(rows))
+        return out
 
     def search(self, query: NDArray[np.float32], k: int,
                rows: NDArray[np.int64] | None = None) -> list[Hit]:
