@@ -228,6 +228,58 @@ def test_openapi_and_health(client: Any) -> None:
     assert client.get("/healthz").get_json()["status"] == "ok"
 
 
+def test_waiting_turns_are_served_in_the_order_they_came() -> None:
+    """A turn that waits for a slot is not overtaken: not by later waiters, and not by a
+    turn that arrives just as a slot frees (threading.Semaphore let those barge in, and a
+    waiter could go to the back of the line again and again)."""
+    import threading
+    import time
+
+    from assistant.errors import Unavailable
+    from web.api import _Admission
+
+    adm = _Admission(active=1, queue=7, wait_s=10.0)
+    served: list[str] = []
+
+    def turn(name: str) -> None:
+        with adm:
+            served.append(name)
+            time.sleep(0.005)
+
+    def queued(n: int) -> None:
+        deadline = time.monotonic() + 10
+        while len(adm._waiters) < n:  # noqa: SLF001 (the line itself is what is tested)
+            assert time.monotonic() < deadline
+            time.sleep(0.001)
+
+    adm.__enter__()  # a turn is computing
+    threads = []
+    for i in range(6):
+        threads.append(threading.Thread(target=turn, args=(f"w{i}",)))
+        threads[-1].start()
+        queued(i + 1)
+    adm.__exit__()  # the slot frees, and at once another turn comes
+    late = threading.Thread(target=turn, args=("late",))
+    late.start()
+    for t in [*threads, late]:
+        t.join(10)
+    assert served == ["w0", "w1", "w2", "w3", "w4", "w5", "late"]
+
+    # Past the queue's bound, or past the wait, a turn is refused, and its place is freed.
+    adm = _Admission(active=1, queue=1, wait_s=0.05)
+    adm.__enter__()
+    waiter = threading.Thread(target=lambda: pytest.raises(Unavailable, adm.__enter__))
+    waiter.start()
+    queued(1)
+    with pytest.raises(Unavailable):
+        adm.__enter__()  # the one place in the queue is taken
+    waiter.join(10)
+    assert not adm._waiters  # noqa: SLF001
+    adm.__exit__()
+    with adm:  # the slot is free again
+        pass
+
+
 def test_a_rush_is_refused_honestly_and_loses_nothing(app) -> None:  # type: ignore[no-untyped-def]
     """One turn computes at a time and none may wait: of a burst of turns at once, those
     refused get 503 + Retry-After with a plain message, and only answered turns are kept."""

@@ -245,8 +245,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--math-threads", type=int, default=1,
                        help="BLAS/OpenMP threads per worker for numpy and faiss (default 1: "
                             "the workers are the parallelism)")
-    serve.add_argument("--active-turns", type=int, default=4,
-                       help="turns computed at once per worker (default 4)")
+    serve.add_argument("--active-turns", type=int, default=2,
+                       help="turns computed at once per worker (default 2: a worker has one "
+                            "interpreter lock, and more turns at once only take it in turns)")
     serve.add_argument("--queued-turns", type=int, default=48,
                        help="turns waiting for a slot per worker; beyond, 503 at once "
                             "(default 48)")
