@@ -17,6 +17,10 @@ Two ways to drive (``--rate``):
   cannot send a turn before the last one is answered; ``behind_schedule`` says how late turns
   went out, and latency is counted both from the send and from the schedule.
 
+Before the phases, a warm-up (``--warmup``, 15 s of 32 shoppers at 100 turns/s) lets each
+fresh worker encode the texts it has not seen yet and fill its caches; it is reported on its
+own line and not counted in any phase.
+
 A 503 must carry Retry-After and a problem+json body; the shopper waits that long and sends the
 same turn again. 503s are counted apart from errors. Afterwards every conversation is read back
 and its stored turns compared with the turns answered 200/201: none may be lost.
@@ -440,6 +444,10 @@ def main(argv: list[str] | None = None) -> int:
                    help="phases, comma-separated: N shoppers closed loop, or N@R paced at R "
                         "turns/s in all (default 64@500,64@250,64,256)")
     p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--warmup", type=float, default=15.0,
+                   help="seconds of 32 shoppers at 100 turns/s before the phases, not counted "
+                        "(default 15): a fresh worker encodes texts it has not seen and fills "
+                        "its caches, which is start-up, not the steady state; 0 to skip")
     p.add_argument("--server-arg", action="append", default=[],
                    help="extra `shopper serve` argument, e.g. --server-arg=--threads=32")
     p.add_argument("--server-env", action="append", default=[], metavar="NAME=VALUE",
@@ -468,6 +476,11 @@ def main(argv: list[str] | None = None) -> int:
         fig["server_cmd"] = (" ".join(f"{k}={v}" for k, v in env.items()) +
                              f" python -m {module} serve --workers {args.workers} --no-import "
                              + " ".join(args.server_arg)).strip()
+        if args.warmup > 0:
+            w = run_phase(server, 32, args.warmup, args.timeout, args.myntra_share, catalogs,
+                          args.seed + 1000, 100.0)
+            fig["warmup"] = {"seconds": args.warmup, "turns_ok": w["turns_ok"],
+                             "errors": w["errors"], "p99_ms": w["latency_ok"]["p99_ms"]}
         fig["phases"] = []
         for i, (n, rate) in enumerate(_phases(args.shoppers)):
             fig["phases"].append(run_phase(server, n, args.seconds, args.timeout,
@@ -481,8 +494,12 @@ def main(argv: list[str] | None = None) -> int:
         server.stop()
         if not args.in_place:
             remove_scratch(serve_dir)
+    if "warmup" in fig:
+        wu = fig["warmup"]
+        print(f"warm-up (not counted): {wu['seconds']:g} s of 32 shoppers at 100 turns/s, "
+              f"{wu['turns_ok']} turns, p99 {wu['p99_ms']} ms, {wu['errors']} errors")
     print(report(fig))
     print(final_json(fig))
     ok = all(ph["errors"] == 0 and ph["verify"]["lost_turn_conversations"] == 0
-             for ph in fig["phases"])
+             for ph in fig["phases"]) and fig.get("warmup", {}).get("errors", 0) == 0
     return 0 if ok else 1
