@@ -52,6 +52,10 @@ def m002_create_agent_lookups(db: sqlite_utils.Database) -> None:
                                      pk=("session", "shopper_id"))
 
 
+# How far the idle expiry must move before it is written again.
+SESSION_SLIDE_STEP = timedelta(minutes=1)
+
+
 def _now() -> datetime:
     return datetime.now(UTC)
 
@@ -164,10 +168,13 @@ class AgentStore:
         agent = self.agent(row["agent"])
         if agent is None:
             return None
-        new_expiry = _iso(now + timedelta(minutes=idle_minutes))
-        if new_expiry > row["expires_at"]:
+        # The idle expiry slides in steps of a minute, not at every request: a console
+        # request writes nothing unless a minute has passed, and a request the server
+        # refuses (a wrong CSRF token) a moment after sign-in leaves no trace.
+        new_expiry = now + timedelta(minutes=idle_minutes)
+        if _iso(new_expiry - SESSION_SLIDE_STEP) > row["expires_at"]:
             self.db.execute("UPDATE agent_sessions SET expires_at = ? WHERE id_hash = ?",
-                            [new_expiry, key])
+                            [_iso(new_expiry), key])
         return {"name": agent["name"], "is_admin": bool(agent["is_admin"]),
                 "csrf": row["csrf"], "key": key}
 

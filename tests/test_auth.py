@@ -259,6 +259,23 @@ def test_sessions_end_when_idle_and_at_their_absolute_end(app: Any,
     assert brief.get("/console").status_code == 303
 
 
+def test_a_session_in_use_stays_signed_in(app: Any, agents: AgentStore) -> None:
+    """The idle expiry slides with use: an agent who signed in 29 minutes ago (of 30) and
+    looks a shopper up now has another 30 minutes. Within the same minute nothing is
+    written again."""
+    from datetime import UTC, datetime, timedelta
+
+    client = app.test_client()
+    login(client)
+    soon = (datetime.now(UTC) + timedelta(minutes=1)).isoformat(timespec="seconds")
+    agents.db.execute("UPDATE agent_sessions SET expires_at = ?", [soon])
+    assert client.get("/api/v1/shoppers/s-1/profile").status_code == 200
+    (slid,) = agents.db.execute("SELECT expires_at FROM agent_sessions").fetchone()
+    assert slid >= (datetime.now(UTC) + timedelta(minutes=29)).isoformat(timespec="seconds")
+    assert client.get("/api/v1/shoppers/s-1/profile").status_code == 200
+    assert agents.db.execute("SELECT expires_at FROM agent_sessions").fetchone()[0] == slid
+
+
 def test_every_console_form_needs_its_csrf_token(app: Any, agents: AgentStore) -> None:
     """Every POST route of the console (from the url_map) refuses a missing or wrong token."""
     posts = [r for r, m in routes(app) if r.endpoint.startswith("console.") and m == "POST"]
