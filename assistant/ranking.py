@@ -172,14 +172,22 @@ def select_diverse(catalog: Catalog, ranked: Ranked, k: int, pinned: set[str],
         codes = np.stack([catalog.codes[a][pool] for a in attrs])  # (attrs, pool)
         same = (codes[:, :, None] == codes[:, None, :]) & (codes >= 0)[:, :, None]
         likeness += 0.5 * same.mean(axis=0)
+    # Two products under one name look like one product shown twice (4 in 10 of the
+    # bundled fashion catalog's rows share their title with another): a name is shown once
+    # while the pool holds other names.
+    titles = np.array([catalog.titles_lower[int(r)] for r in pool], dtype=object)
+    shown = np.zeros(len(pool), dtype=bool)
     chosen: list[int] = []
     max_sim = np.zeros(len(pool))
     for _ in range(min(k, len(pool))):
         mmr = lam * rel - (1 - lam) * max_sim
         if chosen:
             mmr[chosen] = -np.inf
+            if not shown.all():
+                mmr[shown] = -np.inf
         best = int(np.argmax(mmr))
         chosen.append(best)
+        shown |= titles == titles[best]
         np.maximum(max_sim, likeness[best], out=max_sim)
     return _vary(catalog, [int(pool[i]) for i in chosen], ranked.rows, pinned)
 

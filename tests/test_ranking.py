@@ -38,6 +38,17 @@ def test_picks_are_varied_unless_pinned(fashion: Catalog, embedder: CachedEmbedd
     assert {p.attributes["colour"] for p in products} == {"Black"}
 
 
+def test_no_two_picks_carry_one_name(fashion: Catalog, embedder: CachedEmbedder) -> None:
+    """Products that share a title look like one product shown twice; the bundled catalog
+    has many (this slice alone holds six "Maxima Men White Dial Watch")."""
+    assert fashion.titles_lower.count("maxima men white dial watch") >= 2
+    c = Constraints(wants={"article_type": {"Watches"}})
+    products, _ = top(fashion, embedder, "Maxima men white dial watch", c)
+    titles = [p.title.lower() for p in products]
+    assert len(products) == 5 and "maxima men white dial watch" in titles
+    assert len(set(titles)) == 5, titles
+
+
 def test_excluded_product_and_title_words(fashion: Catalog, embedder: CachedEmbedder) -> None:
     c = Constraints(wants={"article_type": {"Wallets"}}, avoid_terms=["leather"])
     mask = hard_mask(fashion, c)
