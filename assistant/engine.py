@@ -315,15 +315,15 @@ class Assistant:
         """The conversation's facts plus the shopper's profile, as ranking constraints."""
         ctx = conv.ctx
         fb = ctx.get("feedback", {})
+        # A catalog without prices cannot be held to a budget: the budget would rule out
+        # every product. It is kept in ctx and the message says it was not applied.
+        budget = ctx if cat.has_prices else {}
         c = Constraints(
             wants={a: set(v) for a, v in ctx.get("wants", {}).items()},
             avoids={a: set(v) for a, v in ctx.get("avoids", {}).items() if v},
             avoid_terms=list(ctx.get("avoid_terms", [])),
-            # A catalog without prices cannot be held to a budget: the budget would rule out
-            # every product. It is kept in ctx and the message says it was not applied.
-            min_price=ctx.get("min_price") if cat.has_prices else None,
-            max_price=ctx.get("max_price") if cat.has_prices else None,
-            below_price=ctx.get("below_price") if cat.has_prices else None,
+            min_price=budget.get("min_price"), max_price=budget.get("max_price"),
+            below_price=budget.get("below_price"),
             exclude_ids=set(fb.get("dislike", []) + fb.get("not_interested", [])
                             + fb.get("already_own", [])),
             liked_ids=list(fb.get("like", [])), cheap=bool(ctx.get("cheap")),

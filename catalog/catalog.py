@@ -154,12 +154,15 @@ class Catalog:
         """
         lookup = self.code_of.get(attr, {})
         codes = sorted(lookup[v] for v in values if v in lookup)
-        table = np.zeros(len(lookup) + 1, dtype=bool)
-        table[codes] = True
+
+        def found(at: NDArray[np.int32]) -> NDArray[np.bool_]:
+            table = np.zeros(len(lookup) + 1, dtype=bool)
+            table[codes] = True
+            out: NDArray[np.bool_] = table[at]
+            return out
         if rows is not None:
-            found: NDArray[np.bool_] = table[self.codes[attr][rows]]
-            return found
-        return self._masks.get((attr, *codes), lambda: table[self.codes[attr]])
+            return found(self.codes[attr][rows])
+        return self._masks.get((attr, *codes), lambda: found(self.codes[attr]))
 
     def title_contains(self, term: str) -> NDArray[np.bool_]:
         """Rows whose title contains ``term`` (lower case)."""

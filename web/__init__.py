@@ -197,22 +197,26 @@ class FastJSONProvider(DefaultJSONProvider):
     _OPTIONS = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
     _COMPACT = {"separators": (",", ":")}
 
+    def _orjson(self, obj: Any, option: int = 0) -> bytes | None:
+        """Compact JSON bytes by orjson, or None where it refuses the object."""
+        try:
+            return orjson.dumps(obj, default=self.default, option=self._OPTIONS | option)
+        except (TypeError, orjson.JSONEncodeError):
+            return None
+
     def dumps(self, obj: Any, **kwargs: Any) -> str:
         if not kwargs or kwargs == self._COMPACT:
-            try:
-                return orjson.dumps(obj, default=self.default, option=self._OPTIONS).decode()
-            except (TypeError, orjson.JSONEncodeError):
-                pass
+            body = self._orjson(obj)
+            if body is not None:
+                return body.decode()
         return super().dumps(obj, **kwargs)
 
     def response(self, *args: Any, **kwargs: Any) -> Response:
         if self.compact is False or (self.compact is None and self._app.debug):
             return super().response(*args, **kwargs)
         obj = self._prepare_response_obj(args, kwargs)
-        try:
-            body = orjson.dumps(obj, default=self.default,
-                                option=self._OPTIONS | orjson.OPT_APPEND_NEWLINE)
-        except (TypeError, orjson.JSONEncodeError):
+        body = self._orjson(obj, orjson.OPT_APPEND_NEWLINE)
+        if body is None:
             body = f"{super().dumps(obj, **self._COMPACT)}\n".encode()
         # Flask's response class takes bytes; the sansio base it is typed as does not.
         return self._app.response_class(body, mimetype=self.mimetype)  # type: ignore[arg-type]

@@ -54,6 +54,7 @@ from .common import (
 )
 
 API_KEY = "bench-load-key"
+WARMUP_SHOPPERS, WARMUP_RATE = 32, 100.0  # the warm-up before the phases (--warmup)
 
 
 @dataclass
@@ -445,9 +446,10 @@ def main(argv: list[str] | None = None) -> int:
                         "turns/s in all (default 64@500,64@250,64,256)")
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--warmup", type=float, default=15.0,
-                   help="seconds of 32 shoppers at 100 turns/s before the phases, not counted "
-                        "(default 15): a fresh worker encodes texts it has not seen and fills "
-                        "its caches, which is start-up, not the steady state; 0 to skip")
+                   help=f"seconds of {WARMUP_SHOPPERS} shoppers at {WARMUP_RATE:g} turns/s "
+                        "before the phases, not counted (default 15): a fresh worker encodes "
+                        "texts it has not seen and fills its caches, which is start-up, not the "
+                        "steady state; 0 to skip")
     p.add_argument("--server-arg", action="append", default=[],
                    help="extra `shopper serve` argument, e.g. --server-arg=--threads=32")
     p.add_argument("--server-env", action="append", default=[], metavar="NAME=VALUE",
@@ -477,9 +479,10 @@ def main(argv: list[str] | None = None) -> int:
                              f" python -m {module} serve --workers {args.workers} --no-import "
                              + " ".join(args.server_arg)).strip()
         if args.warmup > 0:
-            w = run_phase(server, 32, args.warmup, args.timeout, args.myntra_share, catalogs,
-                          args.seed + 1000, 100.0)
-            fig["warmup"] = {"seconds": args.warmup, "turns_ok": w["turns_ok"],
+            w = run_phase(server, WARMUP_SHOPPERS, args.warmup, args.timeout,
+                          args.myntra_share, catalogs, args.seed + 1000, WARMUP_RATE)
+            fig["warmup"] = {"seconds": args.warmup, "shoppers": WARMUP_SHOPPERS,
+                             "rate": WARMUP_RATE, "turns_ok": w["turns_ok"],
                              "errors": w["errors"], "p99_ms": w["latency_ok"]["p99_ms"]}
         fig["phases"] = []
         for i, (n, rate) in enumerate(_phases(args.shoppers)):
@@ -496,7 +499,8 @@ def main(argv: list[str] | None = None) -> int:
             remove_scratch(serve_dir)
     if "warmup" in fig:
         wu = fig["warmup"]
-        print(f"warm-up (not counted): {wu['seconds']:g} s of 32 shoppers at 100 turns/s, "
+        print(f"warm-up (not counted): {wu['seconds']:g} s of {wu['shoppers']} shoppers at "
+              f"{wu['rate']:g} turns/s, "
               f"{wu['turns_ok']} turns, p99 {wu['p99_ms']} ms, {wu['errors']} errors")
     print(report(fig))
     print(final_json(fig))
