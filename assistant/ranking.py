@@ -144,6 +144,12 @@ def candidates(catalog: Catalog, mask: NDArray[np.bool_], query: NDArray[np.floa
     sims = catalog.index.scores(query, rows) if query is not None else \
         np.zeros(len(rows), dtype=np.float32)
     scores = sims + _soft_scores(catalog, rows, c)
+    if len(rows) > MAX_CANDIDATES:
+        # Only the best MAX_CANDIDATES can be kept: sort those (and any tied with the last),
+        # not all 44k. Kept in row order before the stable sort, so ties fall as before.
+        cut = np.partition(scores, len(scores) - MAX_CANDIDATES)[len(scores) - MAX_CANDIDATES]
+        top = np.flatnonzero(scores >= cut)
+        rows, scores = rows[top], scores[top]
     order = np.argsort(-scores, kind="stable")
     rows, scores = rows[order], scores[order]
     keep = int(np.searchsorted(-scores, -(scores[0] - CANDIDATE_MARGIN), side="right"))
@@ -204,12 +210,16 @@ def _vary(catalog: Catalog, chosen: list[int], pool: NDArray[np.int64], pinned: 
         if attr in pinned or attr not in catalog.codes or len(top) < 3:
             continue
         codes = catalog.codes[attr]
-        if len({int(codes[r]) for r in top}) > 1 or codes[top[0]] < 0:
+        first = codes[top[0]]
+        if first < 0 or bool((codes[top] != first).any()):
             continue
-        other = next((int(r) for r in pool if codes[r] >= 0 and codes[r] != codes[top[0]]
-                      and int(r) not in chosen), None)
-        if other is not None:
-            chosen = [*chosen[:place], other, *chosen[place:]][:len(chosen)]
+        # The best-ranked candidate of another (known) value, not already chosen: one pass
+        # over the candidates' codes (a Python loop over up to 2,000 rows cost 0.1 ms each).
+        theirs = codes[pool]
+        others = np.flatnonzero((theirs >= 0) & (theirs != first)
+                                & ~np.isin(pool, np.asarray(chosen, dtype=np.int64)))
+        if len(others):
+            chosen = [*chosen[:place], int(pool[others[0]]), *chosen[place:]][:len(chosen)]
             place -= 1
     return chosen
 
@@ -309,10 +319,13 @@ def rank(catalog: Catalog, ranked: Ranked, c: Constraints, *, k: int = 5,
          query_words: str = "") -> list[Pick]:
     """The top k picks with reasons, diverse across what the shopper left open."""
     rows = select_diverse(catalog, ranked, k, pinned=set(c.wants))
-    score_of = {int(r): float(s) for r, s in zip(ranked.rows[:MMR_POOL],
-                                                  ranked.scores[:MMR_POOL], strict=True)}
-    return [Pick(r, score_of.get(r, 0.0), reasons_for(catalog, r, c, query_words))
+    return [Pick(r, _score_of(ranked, r), reasons_for(catalog, r, c, query_words))
             for r in rows]
+
+
+def _score_of(ranked: Ranked, row: int) -> float:
+    at = np.flatnonzero(ranked.rows == row)
+    return float(ranked.scores[at[0]]) if len(at) else 0.0
 
 
 def pick_json(catalog: Catalog, pick: Pick) -> dict[str, Any]:
