@@ -82,9 +82,11 @@ class Assistant:
 
     def warm(self) -> None:
         """Do now what the first turns would otherwise pay for: the vectors of every value
-        of every attribute the assistant asks about, for matching typed answers."""
+        of every attribute the assistant asks about, for matching typed answers, and who
+        makes each product (for variety)."""
         for tools in self._tools.values():
             tools.semantic.warm(tools.catalog.facet_names)
+            tools.catalog.maker  # noqa: B018 (made when first read)
 
     # Catalog access ------------------------------------------------------------------------
     def tools(self, name: str | None) -> _CatalogTools:
@@ -450,7 +452,8 @@ class Assistant:
         else:
             ctx["question"] = None
         picks = rank(cat, ranked, c, k=self.settings.picks,
-                     query_words=" ".join(ctx.get("texts", []))[-80:])
+                     query_words=" ".join(ctx.get("texts", []))[-80:],
+                     said=" ".join(ctx.get("texts", [])))
         turn["picks"] = [pick_json(cat, p) for p in picks]
         ctx["last_picks_prices"] = [cat.products[p.row].price for p in picks]
         ctx["shown"] = list(dict.fromkeys([*shown, *(cat.products[p.row].product_id
@@ -611,7 +614,7 @@ class Assistant:
             qvec = near if qvec is None else (qvec + near) / max(
                 float(np.linalg.norm(qvec + near)), 1e-6)
         ranked = candidates(cat, mask, qvec, c)
-        picks = rank(cat, ranked, c, k=k, query_words=q)
+        picks = rank(cat, ranked, c, k=k, query_words=q, said=q)
         return [pick_json(cat, p) for p in picks]
 
     # Hand-off to a person (the web layer chooses the code) --------------------------------

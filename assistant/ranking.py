@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from catalog.catalog import Catalog
+from catalog.catalog import Catalog, maker_words
 
 from .preferences import Boost, Preference
 from .questions import label_for
@@ -26,6 +26,7 @@ CANDIDATE_MARGIN = 0.22
 MAX_CANDIDATES = 2000
 MMR_POOL = 60
 MMR_LAMBDA = 0.72
+MAKER_CAP = 2  # picks by one maker (brand) among the five, unless the shopper named it
 
 
 @dataclass
@@ -169,13 +170,15 @@ def select_diverse(catalog: Catalog, ranked: Ranked, k: int, pinned: set[str],
     span = rel.max() - rel.min()
     rel = (rel - rel.min()) / span if span > 0 else np.ones_like(rel)
     vecs = np.asarray(catalog.index.vectors[pool])
-    attrs = [a for a in catalog.facet_names + (["brand"] if "brand" in catalog.codes else [])
-             if a not in pinned and a in catalog.codes]
+    columns = [catalog.codes[a] for a in catalog.facet_names
+               if a not in pinned and a in catalog.codes and a != "brand"]
+    if "brand" not in pinned:
+        columns.append(catalog.maker)  # the brand column, or the title's first word
     # Likeness of every pair in the pool, once: half vector cosine, half the share of
     # attributes (known on both sides) the two have in common.
     likeness = 0.5 * (vecs @ vecs.T).astype(np.float64)
-    if attrs:
-        codes = np.stack([catalog.codes[a][pool] for a in attrs])  # (attrs, pool)
+    if columns:
+        codes = np.stack([column[pool] for column in columns])  # (attrs, pool)
         same = (codes[:, :, None] == codes[:, None, :]) & (codes >= 0)[:, :, None]
         likeness += 0.5 * same.mean(axis=0)
     # Two products under one name look like one product shown twice (4 in 10 of the
@@ -183,17 +186,25 @@ def select_diverse(catalog: Catalog, ranked: Ranked, k: int, pinned: set[str],
     # while the pool holds other names.
     titles = np.array([catalog.titles_lower[int(r)] for r in pool], dtype=object)
     shown = np.zeros(len(pool), dtype=bool)
+    # Nor are more than MAKER_CAP picks by one maker while the pool holds others, unless the
+    # shopper named it: "a blue t-shirt for men" found four Mr. Men T-shirts of five.
+    makers = catalog.maker[pool] if "brand" not in pinned else np.full(len(pool), -1)
+    capped = np.zeros(len(pool), dtype=bool)
     chosen: list[int] = []
     max_sim = np.zeros(len(pool))
     for _ in range(min(k, len(pool))):
         mmr = lam * rel - (1 - lam) * max_sim
         if chosen:
             mmr[chosen] = -np.inf
-            if not shown.all():
+            if not (shown | capped).all():
+                mmr[shown | capped] = -np.inf
+            elif not shown.all():
                 mmr[shown] = -np.inf
         best = int(np.argmax(mmr))
         chosen.append(best)
         shown |= titles == titles[best]
+        if makers[best] >= 0 and int((makers[chosen] == makers[best]).sum()) >= MAKER_CAP:
+            capped |= makers == makers[best]
         np.maximum(max_sim, likeness[best], out=max_sim)
     return _vary(catalog, [int(pool[i]) for i in chosen], ranked.rows, pinned)
 
@@ -207,9 +218,9 @@ def _vary(catalog: Catalog, chosen: list[int], pool: NDArray[np.int64], pinned: 
     place = min(len(chosen), 5) - 1
     for attr in ("gender", "colour", "brand"):
         top = chosen[:5]
-        if attr in pinned or attr not in catalog.codes or len(top) < 3:
+        if attr in pinned or (attr not in catalog.codes and attr != "brand") or len(top) < 3:
             continue
-        codes = catalog.codes[attr]
+        codes = catalog.maker if attr == "brand" else catalog.codes[attr]
         first = codes[top[0]]
         if first < 0 or bool((codes[top] != first).any()):
             continue
@@ -254,18 +265,28 @@ def _implies(catalog: Catalog, attr: str, value: str, other: str) -> bool:
     return hit
 
 
+def _one_word(a: str, b: str) -> bool:
+    """"Dress" and "Dresses", "Watch" and "Watches", "Bag" and "bags" are one word."""
+    a, b = sorted((a.casefold().strip(), b.casefold().strip()), key=len)
+    return b in (a, a + "s", a + "es")
+
+
 def reasons_for(catalog: Catalog, row: int, c: Constraints, query_words: str = "") -> list[str]:
     """Short sentences a shopper understands, saying why this product was picked."""
     product = catalog.products[row]
     attrs = product.attributes
     out: list[str] = []
     matched = [a for a, values in c.wants.items() if attrs.get(a) in values]
+    asked: list[str] = []
     for attr, values in c.wants.items():
         value = attrs.get(attr)
         if value in values and any(_implies(catalog, other, attrs[other], attr)
                                    for other in matched if other != attr):
             continue  # "Casual shoes, as you asked" already says "Shoes" and "Footwear"
         if value in values:
+            if any(_one_word(value, before) for before in asked):
+                continue  # "Dresses, as you asked" already says "Dress"
+            asked.append(value)
             said = f"For {value.lower()}" if attr == "gender" else label_for(value)
             out.append(f"{said}, as you asked")
         elif value:
@@ -315,10 +336,21 @@ def reasons_for(catalog: Catalog, row: int, c: Constraints, query_words: str = "
     return out[:3]
 
 
+#: Words a title may start with that say nothing about who made it.
+_NOT_MAKERS = frozenset({"a", "an", "the", "for", "and", "with", "in", "of", "my", "new"})
+
+
 def rank(catalog: Catalog, ranked: Ranked, c: Constraints, *, k: int = 5,
-         query_words: str = "") -> list[Pick]:
-    """The top k picks with reasons, diverse across what the shopper left open."""
-    rows = select_diverse(catalog, ranked, k, pinned=set(c.wants))
+         query_words: str = "", said: str = "") -> list[Pick]:
+    """The top k picks with reasons, diverse across what the shopper left open. ``said`` is
+    everything the shopper typed: a maker named there ("nike running shoes") is pinned."""
+    pinned = set(c.wants)
+    if said and len(ranked.rows) and "brand" not in pinned:
+        code = int(catalog.maker[int(ranked.rows[0])])
+        key = catalog.maker_keys[code] if code >= 0 else ""
+        if key and key not in _NOT_MAKERS and key in maker_words(said):
+            pinned.add("brand")
+    rows = select_diverse(catalog, ranked, k, pinned=pinned)
     return [Pick(r, _score_of(ranked, r), reasons_for(catalog, r, c, query_words))
             for r in rows]
 

@@ -13,6 +13,7 @@ import json
 import logging
 import math
 import os
+import re
 import shlex
 import shutil
 import time
@@ -49,6 +50,8 @@ __all__ = [
     "check_catalog",
     "ensure_catalog",
     "load_catalog",
+    "maker_key",
+    "maker_words",
     "product_text",
     "rebuild_command",
 ]
@@ -137,6 +140,7 @@ class Catalog:
         self.currency = next((r["currency"] for r in rows if r.get("currency")), None)
         self.consumable = np.array([self._is_consumable(a) for a in attributes], dtype=bool)
         self.titles_lower = [str(r["title"]).lower() for r in rows]
+        self._makers: tuple[NDArray[np.int32], list[str]] | None = None
         # Row masks of what shoppers say again and again ("Women", "Tshirts", "not
         # leather"): 64 MB of them at most, whatever the catalog's size.
         self._masks: BoundedLRU[NDArray[np.bool_]] = BoundedLRU(
@@ -163,6 +167,33 @@ class Catalog:
         if rows is not None:
             return found(self.codes[attr][rows])
         return self._masks.get((attr, *codes), lambda: found(self.codes[attr]))
+
+    @property
+    def maker(self) -> NDArray[np.int32]:
+        """Who makes each product, for variety: the brand column where the catalog has one,
+        else the title's first word (the bundled fashion titles lead with the brand: "Mr. Men
+        Blue T-shirt", "Mr.Men Men's Strong Blue T-shirt"). -1 where unknown."""
+        return self._maker_table()[0]
+
+    @property
+    def maker_keys(self) -> list[str]:
+        """``maker_keys[code]``: that maker's folded first word, to tell when a shopper named
+        it ("nike running shoes": then all five picks may be Nike)."""
+        return self._maker_table()[1]
+
+    def _maker_table(self) -> tuple[NDArray[np.int32], list[str]]:
+        # Made when first asked for (about 50 ms for 44k titles), not at every start.
+        if self._makers is None:
+            if "brand" in self.codes:
+                self._makers = (self.codes["brand"],
+                                [maker_key(v) for v in self.values["brand"]])
+            else:
+                keys: dict[str, int] = {}
+                codes = np.array([keys.setdefault(maker_key(t), len(keys))
+                                  for t in self.titles_lower], dtype=np.int32)
+                codes[codes == keys.get("", -2)] = -1
+                self._makers = (codes, list(keys))
+        return self._makers
 
     def title_contains(self, term: str) -> NDArray[np.bool_]:
         """Rows whose title contains ``term`` (lower case)."""
@@ -193,6 +224,23 @@ class Catalog:
     def durable_window(self, article_type: str | None) -> int:
         return self.durable_window_days.get(article_type or "", self.durable_window_days.get(
             "*", DEFAULT_DURABLE_WINDOW_DAYS))
+
+
+_WORD = re.compile(r"[^\W_]+")
+
+
+def maker_key(text: str) -> str:
+    """The first word of a title (or of what a shopper typed), folded as brands are written
+    in several ways: "Mr.Men" and "Mr. Men" give "mr", "Levi's" and "Levis" give "levis",
+    "Ray-Ban" gives "rayban". '' when there is no word."""
+    m = _WORD.search(text.casefold().replace("'", "").replace("\u2019", "").replace("-", ""))
+    return m.group(0) if m else ""
+
+
+def maker_words(text: str) -> set[str]:
+    """Every word of ``text``, folded as ``maker_key`` folds a title's first word."""
+    return set(_WORD.findall(text.casefold().replace("'", "").replace("\u2019", "")
+                             .replace("-", "")))
 
 
 def _source_hash(mapping: Mapping, source: Path | None, mapping_raw: dict[str, Any],

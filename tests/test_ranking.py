@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+from collections import Counter
+
 import numpy as np
 
 from assistant.ranking import Constraints, candidates, hard_mask, rank
-from catalog.catalog import Catalog
+from catalog.catalog import Catalog, maker_key
 from catalog.embedder import CachedEmbedder
 
 
-def top(cat: Catalog, emb: CachedEmbedder, query: str, c: Constraints, k: int = 5):  # type: ignore[no-untyped-def]
+def top(cat: Catalog, emb: CachedEmbedder, query: str, c: Constraints, k: int = 5,  # type: ignore[no-untyped-def]
+        said: str = ""):
     mask = hard_mask(cat, c)
     ranked = candidates(cat, mask, emb.embed([query])[0], c)
-    return [cat.products[p.row] for p in rank(cat, ranked, c, k=k)], rank(cat, ranked, c, k=k)
+    picks = rank(cat, ranked, c, k=k, said=said)
+    return [cat.products[p.row] for p in picks], picks
 
 
 def test_avoided_colour_and_budget_are_hard_limits(myntra: Catalog, embedder: CachedEmbedder
@@ -47,6 +51,37 @@ def test_no_two_picks_carry_one_name(fashion: Catalog, embedder: CachedEmbedder)
     titles = [p.title.lower() for p in products]
     assert len(products) == 5 and "maxima men white dial watch" in titles
     assert len(set(titles)) == 5, titles
+
+
+def test_no_maker_fills_the_picks_unless_the_shopper_named_it(fashion: Catalog,
+                                                              embedder: CachedEmbedder) -> None:
+    """The bundled fashion titles lead with the brand and there is no brand column: "a blue
+    t-shirt for men" once gave four Mr. Men T-shirts of five. At most two picks by one maker,
+    however it is spelt ("Mr.Men", "Mr. Men"), unless the shopper named it."""
+    assert maker_key("Mr.Men Boys Yellow T-shirt") == maker_key("Mr. Men Blue T-shirt") == "mr"
+    assert maker_key("Levi's Men Jeans") == maker_key("Levis Men Jeans")
+    for said, wants in [("a blue t-shirt for men", {"article_type": {"Tshirts"},
+                                                    "gender": {"Men"}, "colour": {"Blue"}}),
+                        ("white sports shoes", {"article_type": {"Sports Shoes"},
+                                                "colour": {"White"}}),
+                        ("heels", {"article_type": {"Heels"}})]:
+        c = Constraints(wants=wants)
+        products, _ = top(fashion, embedder, said, c, said=said)
+        makers = Counter(maker_key(p.title) for p in products)
+        assert len(products) == 5 and max(makers.values()) <= 2, (said, makers)
+    c = Constraints(wants={"article_type": {"Sports Shoes"}})
+    products, _ = top(fashion, embedder, "nike sports shoes", c, said="I want Nike sports shoes")
+    assert [maker_key(p.title) for p in products] == ["nike"] * 5
+
+
+def test_a_reason_says_a_word_once(fashion: Catalog, embedder: CachedEmbedder) -> None:
+    """"Red dress" wants the type "Dresses" and the category "Dress": one reason says so."""
+    c = Constraints(wants={"colour": {"Red"}, "sub_category": {"Dress"},
+                           "article_type": {"Dresses"}})
+    _, picks = top(fashion, embedder, "red dress", c)
+    assert picks and "Red, as you asked" in picks[0].reasons
+    said = [r for r in picks[0].reasons if r in ("Dress, as you asked", "Dresses, as you asked")]
+    assert len(said) == 1, picks[0].reasons
 
 
 def test_excluded_product_and_title_words(fashion: Catalog, embedder: CachedEmbedder) -> None:
