@@ -73,11 +73,21 @@ def compose_message(cat: Catalog, state: str, ctx: dict[str, Any], turn: dict[st
             return f"That's everything I have for {need}. Try changing something."
         return (f"I couldn't find anything for {need}. Try removing something, for example "
                 "the colour or the budget, or say “start over”.")
+    unsure = ctx.get("notice") == "unsure"
+    if unsure:
+        ctx.pop("notice")
     lead = {
         "cheaper": f"Here are cheaper {need}.",
         "more": f"Here are more {need}.",
         "feedback": "Thanks, noted. Here's what fits now.",
     }.get(event or "", f"Here are some {need}.")
+    if unsure:
+        # Nothing in the words was recognised and no product is close to them: say so
+        # rather than present guesses as answers (another language, a greeting, a typo).
+        text = ("I'm not sure I understood what you are looking for, so these are only "
+                "guesses. Tell me the kind of thing you want, for example shoes, a watch or "
+                "a dress, and who it's for; I understand English best.")
+        return f"{text} Or answer this: {question['prompt']}" if question else text
     if not cat.has_prices and (ctx.get("max_price") is not None
                                or ctx.get("min_price") is not None):
         lead += " This catalog lists no prices, so I could not keep to your budget."

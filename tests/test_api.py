@@ -117,6 +117,21 @@ def test_greeting_without_text(chat: Any) -> None:
     assert c.turn["state"] == "greeting" and c.turn["picks"] == [] and c.turn["message"]
 
 
+def test_words_it_does_not_understand_are_not_passed_off_as_answers(chat: Any) -> None:
+    """German, a greeting or keyboard mashing: nothing is recognised and no product is close,
+    so the picks are guesses and the message says so and says what helps."""
+    for text in ("rote Schuhe für Damen", "hello", "asdfgh qwerty"):
+        c = chat(text)
+        assert c.picks, text
+        assert c.turn["message"].startswith("I'm not sure I understood"), (text, c.turn)
+        assert "the kind of thing you want" in c.turn["message"]
+        c.tap("colour", "Red")  # then a tap: understood, no more doubt
+        assert not c.turn["message"].startswith("I'm not sure"), c.turn["message"]
+    for text in ("a blue t-shirt for men", "something for a beach holiday", "lounge wear"):
+        c = chat(text)
+        assert not c.turn["message"].startswith("I'm not sure"), (text, c.turn["message"])
+
+
 def test_stated_answers_become_the_shoppers_preferences(chat: Any, client: Any) -> None:
     c = chat("a t-shirt, not black", shopper_id="s-1")
     c.say("navy blue")
