@@ -3,6 +3,7 @@ guessed, MMR for variety, and a plain reason for every pick."""
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -159,7 +160,7 @@ def candidates(catalog: Catalog, mask: NDArray[np.bool_], query: NDArray[np.floa
 
 
 def select_diverse(catalog: Catalog, ranked: Ranked, k: int, pinned: set[str],
-                   lam: float = MMR_LAMBDA) -> list[int]:
+                   lam: float = MMR_LAMBDA, maker_cap: int | None = MAKER_CAP) -> list[int]:
     """Maximal marginal relevance: each next pick trades relevance against likeness to the
     picks already chosen (same colour, brand, type... and vector similarity), so five picks
     are not five copies of one thing. Attributes the shopper pinned do not count."""
@@ -188,7 +189,9 @@ def select_diverse(catalog: Catalog, ranked: Ranked, k: int, pinned: set[str],
     shown = np.zeros(len(pool), dtype=bool)
     # Nor are more than MAKER_CAP picks by one maker while the pool holds others, unless the
     # shopper named it: "a blue t-shirt for men" found four Mr. Men T-shirts of five.
-    makers = catalog.maker[pool] if "brand" not in pinned else np.full(len(pool), -1)
+    if "brand" in pinned:
+        maker_cap = None
+    makers = catalog.maker[pool] if maker_cap else np.full(len(pool), -1)
     capped = np.zeros(len(pool), dtype=bool)
     chosen: list[int] = []
     max_sim = np.zeros(len(pool))
@@ -203,14 +206,15 @@ def select_diverse(catalog: Catalog, ranked: Ranked, k: int, pinned: set[str],
         best = int(np.argmax(mmr))
         chosen.append(best)
         shown |= titles == titles[best]
-        if makers[best] >= 0 and int((makers[chosen] == makers[best]).sum()) >= MAKER_CAP:
+        if maker_cap and makers[best] >= 0 \
+                and int((makers[chosen] == makers[best]).sum()) >= maker_cap:
             capped |= makers == makers[best]
         np.maximum(max_sim, likeness[best], out=max_sim)
-    return _vary(catalog, [int(pool[i]) for i in chosen], ranked.rows, pinned)
+    return _vary(catalog, [int(pool[i]) for i in chosen], ranked.rows, pinned, maker_cap)
 
 
-def _vary(catalog: Catalog, chosen: list[int], pool: NDArray[np.int64], pinned: set[str]
-          ) -> list[int]:
+def _vary(catalog: Catalog, chosen: list[int], pool: NDArray[np.int64], pinned: set[str],
+          maker_cap: int | None = MAKER_CAP) -> list[int]:
     """Unless the shopper pinned it, the first five picks never share one gender, colour or
     brand when the candidates hold another: the best-ranked other one moves up to fifth
     (fourth, third) place. Who it is for comes first: a shopper who never said it may be
@@ -227,8 +231,16 @@ def _vary(catalog: Catalog, chosen: list[int], pool: NDArray[np.int64], pinned: 
         # The best-ranked candidate of another (known) value, not already chosen: one pass
         # over the candidates' codes (a Python loop over up to 2,000 rows cost 0.1 ms each).
         theirs = codes[pool]
-        others = np.flatnonzero((theirs >= 0) & (theirs != first)
-                                & ~np.isin(pool, np.asarray(chosen, dtype=np.int64)))
+        ok = (theirs >= 0) & (theirs != first) & ~np.isin(pool, np.asarray(chosen,
+                                                                           dtype=np.int64))
+        if maker_cap:
+            # Nor may the one moved up be one too many by one maker, if another will do.
+            kept = [*chosen[:place], *chosen[place:4]]
+            full = [m for m, n in Counter(int(catalog.maker[r]) for r in kept).items()
+                    if n >= maker_cap and m >= 0]
+            fits = ok & ~np.isin(catalog.maker[pool], full)
+            ok = fits if fits.any() else ok
+        others = np.flatnonzero(ok)
         if len(others):
             chosen = [*chosen[:place], int(pool[others[0]]), *chosen[place:]][:len(chosen)]
             place -= 1
@@ -343,14 +355,19 @@ _NOT_MAKERS = frozenset({"a", "an", "the", "for", "and", "with", "in", "of", "my
 def rank(catalog: Catalog, ranked: Ranked, c: Constraints, *, k: int = 5,
          query_words: str = "", said: str = "") -> list[Pick]:
     """The top k picks with reasons, diverse across what the shopper left open. ``said`` is
-    everything the shopper typed: a maker named there ("nike running shoes") is pinned."""
+    everything the shopper typed: a maker named there ("nike running shoes") is pinned, as
+    is a brand the shopper said they like."""
     pinned = set(c.wants)
+    # A brand the shopper said they like ("I like Nike", kept in the profile) may fill more
+    # than MAKER_CAP of the picks; the variety rule still keeps one pick for another.
+    cap = None if any(p.attribute == "brand" and p.polarity == "want"
+                      and p.source == "stated" for p in c.soft) else MAKER_CAP
     if said and len(ranked.rows) and "brand" not in pinned:
         code = int(catalog.maker[int(ranked.rows[0])])
         key = catalog.maker_keys[code] if code >= 0 else ""
         if key and key not in _NOT_MAKERS and key in maker_words(said):
             pinned.add("brand")
-    rows = select_diverse(catalog, ranked, k, pinned=pinned)
+    rows = select_diverse(catalog, ranked, k, pinned=pinned, maker_cap=cap)
     return [Pick(r, _score_of(ranked, r), reasons_for(catalog, r, c, query_words))
             for r in rows]
 

@@ -6,6 +6,7 @@ from collections import Counter
 
 import numpy as np
 
+from assistant.preferences import Preference
 from assistant.ranking import Constraints, candidates, hard_mask, rank
 from catalog.catalog import Catalog, maker_key
 from catalog.embedder import CachedEmbedder
@@ -72,6 +73,22 @@ def test_no_maker_fills_the_picks_unless_the_shopper_named_it(fashion: Catalog,
     c = Constraints(wants={"article_type": {"Sports Shoes"}})
     products, _ = top(fashion, embedder, "nike sports shoes", c, said="I want Nike sports shoes")
     assert [maker_key(p.title) for p in products] == ["nike"] * 5
+
+
+def test_a_brand_the_shopper_likes_may_fill_the_picks(myntra: Catalog,
+                                                     embedder: CachedEmbedder) -> None:
+    """Stated beats the cap: "I like Roadster" (in the profile) lets more than two Roadster
+    jeans through, with one pick still kept for another brand; without it, no brand has more
+    than two of the five."""
+    c = Constraints(wants={"article_type": {"Jeans"}})
+    products, _ = top(myntra, embedder, "jeans", c, said="jeans")
+    assert max(Counter(p.attributes.get("brand") for p in products).values()) <= 2
+    liked = Preference("brand", "Roadster", "want", "stated", 1.0, "you said so",
+                       "2026-11-23T00:00:00+00:00")
+    c = Constraints(wants={"article_type": {"Jeans"}}, soft=[liked])
+    products, _ = top(myntra, embedder, "jeans", c, said="jeans")
+    brands = Counter(p.attributes.get("brand") for p in products)
+    assert brands["Roadster"] >= 3 and len(brands) >= 2, brands  # and still one other
 
 
 def test_a_reason_says_a_word_once(fashion: Catalog, embedder: CachedEmbedder) -> None:
