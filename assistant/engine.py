@@ -12,6 +12,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -139,9 +140,7 @@ class Assistant:
             turn = self._respond(conv, tools, None, event=None, store=store)
             turn["message"] = compose_message(tools.catalog, conv.state, conv.ctx, turn, None)
             conv.ctx["seq"] = 0
-            with store.transaction():
-                store.create_conversation(conv, hash_token(token))
-                store.add_turn(conv.conversation_id, 0, {}, turn)
+            store.save_turn(conv, conv.version, 0, {}, turn, token_hash=hash_token(token))
         return conv, token, turn
 
     def turn(self, conversation_id: str, payload: dict[str, Any]) -> dict[str, Any]:
@@ -185,13 +184,15 @@ class Assistant:
         seq = int(ctx.get("seq", -1)) + 1
         ctx["seq"] = seq
         conv.version = expected + 1
+        lessons = self._lessons(conv, heard, payload)
+        request = _loggable(payload)
+        if not lessons:  # one statement, its own transaction: the common case
+            store.save_turn(conv, expected, seq, request, turn, token_hash=token_hash)
+            return turn
         with store.transaction():
-            if token_hash is not None:
-                store.create_conversation(conv, token_hash)
-            else:
-                store.save_conversation(conv, expected)
-            store.add_turn(conv.conversation_id, seq, _loggable(payload), turn)
-            self._remember(conv, tools, heard, payload, store)
+            store.save_turn(conv, expected, seq, request, turn, token_hash=token_hash)
+            for lesson in lessons:
+                lesson(store)
         return turn
 
     def _interpret(self, conv: Conversation, tools: _CatalogTools, payload: dict[str, Any]
@@ -514,38 +515,40 @@ class Assistant:
                                                 "you said so before", now_iso()).to_json())
         return out
 
-    def _remember(self, conv: Conversation, tools: _CatalogTools, heard: Understanding | None,
-                  payload: dict[str, Any], store: Store) -> None:
-        """A signed-in shopper's own statements become stated preferences; feedback becomes
-        events. Nothing said while shopping for someone else is kept as their own taste."""
-        if not conv.shopper_id:
-            return
+    def _lessons(self, conv: Conversation, heard: Understanding | None,
+                 payload: dict[str, Any]) -> list[Callable[[Store], None]]:
+        """What this turn teaches the profile, as writes to make with the turn: a signed-in
+        shopper's own statements become stated preferences; feedback becomes events.
+        Nothing said while shopping for someone else is kept as their own taste."""
+        shopper_id = conv.shopper_id
+        if not shopper_id:
+            return []
         ctx = conv.ctx
         if payload.get("feedback"):
             fb = payload["feedback"]
-            store.add_event(conv.shopper_id, "feedback:" + fb["kind"],
-                            product_id=fb["product_id"], catalog=conv.catalog,
-                            conversation_id=conv.conversation_id,
-                            recipient=ctx.get("recipient"))
-            return
+            return [partial(Store.add_event, shopper_id=shopper_id,
+                            type_="feedback:" + fb["kind"], product_id=fb["product_id"],
+                            catalog=conv.catalog, conversation_id=conv.conversation_id,
+                            recipient=ctx.get("recipient"))]
         if heard is None or ctx.get("recipient"):
-            return
+            return []
         said = payload.get("text") or ""
         day = datetime.now(UTC).date().isoformat()
         if said:
             evidence = f"you said “{said[:80]}” on {day}"
         else:
             evidence = f"you chose it on {day}"
-        for attr, values in heard.wants.items():
-            if attr == "article_type":
-                continue  # what you shop for today is not a standing taste
-            for v in values:
-                store.put_preference(conv.shopper_id, attr, v, "want", evidence=evidence,
-                                     said=said[:300], conversation_id=conv.conversation_id)
-        for attr, values in heard.avoids.items():
-            for v in values:
-                store.put_preference(conv.shopper_id, attr, v, "avoid", evidence=evidence,
-                                     said=said[:300], conversation_id=conv.conversation_id)
+        lessons: list[Callable[[Store], None]] = []
+        for polarity, stated in (("want", heard.wants), ("avoid", heard.avoids)):
+            for attr, values in stated.items():
+                if attr == "article_type" and polarity == "want":
+                    continue  # what you shop for today is not a standing taste
+                for v in values:
+                    lessons.append(partial(
+                        Store.put_preference, shopper_id=shopper_id, attribute=attr,
+                        value=v, polarity=polarity, evidence=evidence, said=said[:300],
+                        conversation_id=conv.conversation_id))
+        return lessons
 
     # Profiles ------------------------------------------------------------------------------
     def profile(self, shopper_id: str, cat: Catalog | None = None,
@@ -647,8 +650,7 @@ class Assistant:
             conv.ctx["seq"] = seq
             conv.version = expected + 1
             with store.transaction():
-                store.save_conversation(conv, expected)
-                store.add_turn(conv.conversation_id, seq, {"action": "ask_for_person"}, turn)
+                store.save_turn(conv, expected, seq, {"action": "ask_for_person"}, turn)
                 store.set_handoff_code(conv.conversation_id, code)
             return turn
 

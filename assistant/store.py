@@ -109,6 +109,42 @@ def m006_create_shopper_contacts(db: sqlite_utils.Database) -> None:
     db.table("shopper_contacts").create_index(["email"])
 
 
+@MIGRATIONS()
+def m007_turn_writes(db: sqlite_utils.Database) -> None:
+    # A turn is saved by one INSERT into a view whose trigger checks the version, updates
+    # the conversation and adds the transcript line: one statement, so SQLite holds the
+    # write lock only while it works, never while this process waits for the CPU or for
+    # Python's interpreter lock between statements (4 statements did: under 480 turns/s the
+    # lock was held 0.65 ms on average, 7 ms at p99, and writers queued behind it).
+    db.execute("""
+        CREATE VIEW turn_writes AS SELECT
+            NULL AS conversation_id, NULL AS expected_version, NULL AS version,
+            NULL AS state, NULL AS ctx, NULL AS at, NULL AS shopper_id, NULL AS agent_id,
+            NULL AS seq, NULL AS request, NULL AS response, NULL AS token_hash,
+            NULL AS channel, NULL AS catalog, NULL AS store_id, NULL AS looking_at
+        WHERE 0""")
+    # A new conversation (token_hash given) is created with its first turn.
+    db.execute("""
+        CREATE TRIGGER turn_writes_insert INSTEAD OF INSERT ON turn_writes BEGIN
+            SELECT RAISE(ABORT, 'version conflict')
+            WHERE NEW.token_hash IS NULL AND NOT EXISTS (
+                SELECT 1 FROM conversations
+                WHERE conversation_id = NEW.conversation_id AND version = NEW.expected_version);
+            INSERT INTO conversations (conversation_id, token_hash, channel, shopper_id,
+                catalog, store_id, state, ctx, version, created_at, updated_at, agent_id,
+                handoff_code, looking_at)
+            SELECT NEW.conversation_id, NEW.token_hash, NEW.channel, NEW.shopper_id,
+                NEW.catalog, NEW.store_id, NEW.state, NEW.ctx, NEW.version, NEW.at, NEW.at,
+                NEW.agent_id, NULL, NEW.looking_at
+            WHERE NEW.token_hash IS NOT NULL;
+            UPDATE conversations SET state = NEW.state, ctx = NEW.ctx, version = NEW.version,
+                updated_at = NEW.at, shopper_id = NEW.shopper_id, agent_id = NEW.agent_id
+            WHERE NEW.token_hash IS NULL AND conversation_id = NEW.conversation_id;
+            INSERT INTO turns (conversation_id, seq, at, request, response)
+            VALUES (NEW.conversation_id, NEW.seq, NEW.at, NEW.request, NEW.response);
+        END""")
+
+
 def open_db(path: str | Path) -> sqlite_utils.Database:
     """Open the database in WAL mode (readers never block the writer), apply migrations.
 
@@ -232,6 +268,12 @@ def _conversation(row: dict[str, Any]) -> Conversation:
     )
 
 
+_SAVE_TURN = (
+    "INSERT INTO turn_writes (conversation_id, expected_version, version, state, ctx, at, "
+    "shopper_id, agent_id, seq, request, response, token_hash, channel, catalog, store_id, "
+    "looking_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+
+
 class Store:
     """Reads and writes everything the assistant keeps. Each write is one short transaction."""
 
@@ -254,14 +296,23 @@ class Store:
     # Conversations ------------------------------------------------------------------------
     # The statements of a turn are written out: sqlite-utils' Table helpers look the table
     # up in sqlite_master first (14 of a turn's 27 statements were such look-ups).
-    def create_conversation(self, conv: Conversation, token_hash: str) -> None:
-        self.db.execute(
-            "INSERT INTO conversations (conversation_id, token_hash, channel, shopper_id, "
-            "catalog, store_id, state, ctx, version, created_at, updated_at, agent_id, "
-            "handoff_code, looking_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, ?)",
-            [conv.conversation_id, token_hash, conv.channel, conv.shopper_id, conv.catalog,
-             conv.store_id, conv.state, jsoncodec.dumps(conv.ctx), conv.version, conv.created_at,
-             conv.created_at, conv.agent_id, conv.looking_at])
+    def save_turn(self, conv: Conversation, expected_version: int, seq: int,
+                  request: dict[str, Any], response: dict[str, Any], *,
+                  token_hash: str | None = None) -> None:
+        """Save a turn: the conversation's new state (if nobody else wrote since it was
+        read at ``expected_version``; raises Conflict) and its transcript line, in one
+        statement. With ``token_hash`` the conversation is new and is created with it."""
+        params = [conv.conversation_id, expected_version, conv.version, conv.state,
+                  jsoncodec.dumps(conv.ctx), now_iso(), conv.shopper_id, conv.agent_id, seq,
+                  jsoncodec.dumps(request), jsoncodec.dumps(response), token_hash,
+                  conv.channel, conv.catalog, conv.store_id, conv.looking_at]
+        try:
+            self.db.execute(_SAVE_TURN, params)
+        except sqlite3.IntegrityError as exc:
+            if "version conflict" not in str(exc):
+                raise
+            raise Conflict("another turn of this conversation was answered at the same "
+                           "time; send this one again") from None
 
     def conversation_row(self, conversation_id: str) -> dict[str, Any]:
         for row in self._rows("SELECT * FROM conversations WHERE conversation_id = ?",
@@ -272,24 +323,6 @@ class Store:
     def load_conversation(self, conversation_id: str) -> Conversation:
         """Raises ConversationNotFound."""
         return _conversation(self.conversation_row(conversation_id))
-
-    def save_conversation(self, conv: Conversation, expected_version: int) -> None:
-        """Write the new state if nobody else wrote since it was read; raises Conflict."""
-        cur = self.db.execute(
-            "UPDATE conversations SET state = ?, ctx = ?, version = ?, updated_at = ?, "
-            "shopper_id = ?, agent_id = ? WHERE conversation_id = ? AND version = ?",
-            [conv.state, jsoncodec.dumps(conv.ctx), conv.version, now_iso(), conv.shopper_id,
-             conv.agent_id, conv.conversation_id, expected_version])
-        if cur.rowcount != 1:
-            raise Conflict("another turn of this conversation was answered at the same time; "
-                           "send this one again")
-
-    def add_turn(self, conversation_id: str, seq: int, request: dict[str, Any],
-                 response: dict[str, Any]) -> None:
-        self.db.execute(
-            "INSERT INTO turns (conversation_id, seq, at, request, response) "
-            "VALUES (?, ?, ?, ?, ?)",
-            [conversation_id, seq, now_iso(), jsoncodec.dumps(request), jsoncodec.dumps(response)])
 
     def turns(self, conversation_id: str) -> list[dict[str, Any]]:
         return [
@@ -316,12 +349,19 @@ class Store:
                        source: str = "stated", evidence: str = "", said: str = "",
                        conversation_id: str | None = None, strength: float = 1.0) -> None:
         now = now_iso()
-        self.db.table("preferences").upsert({
-            "shopper_id": shopper_id, "attribute": attribute, "value": value,
-            "polarity": polarity, "source": source, "strength": strength,
-            "evidence": evidence, "said": said, "conversation_id": conversation_id,
-            "created_at": now, "updated_at": now,
-        }, pk=("shopper_id", "attribute", "value"))
+        # Written out: sqlite-utils' upsert looks the table up first, inside the turn's
+        # transaction. created_at stays when it was said before.
+        self.db.execute(
+            "INSERT INTO preferences (shopper_id, attribute, value, polarity, source, "
+            "strength, evidence, said, conversation_id, created_at, updated_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT (shopper_id, attribute, value) DO UPDATE SET "
+            "polarity = excluded.polarity, source = excluded.source, "
+            "strength = excluded.strength, evidence = excluded.evidence, "
+            "said = excluded.said, conversation_id = excluded.conversation_id, "
+            "updated_at = excluded.updated_at",
+            [shopper_id, attribute, value, polarity, source, strength, evidence, said,
+             conversation_id, now, now])
 
     def delete_preference(self, shopper_id: str, attribute: str, value: str) -> int:
         cur = self.db.execute(

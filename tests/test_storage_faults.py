@@ -77,3 +77,26 @@ def test_a_constraint_error_is_a_bug_not_a_storage_fault(tmp_path) -> None:  # t
     assert storage_fault(info.value) is None
     assert storage_fault(OSError(28, "No space left on device")) == "full"
     assert storage_fault(OSError(30, "Read-only file system")) == "read_only"
+
+
+def test_two_workers_answering_one_conversation_at_once_keep_one_answer(
+        client, services) -> None:  # type: ignore[no-untyped-def]
+    # Two workers (two connections) read the conversation at the same version and both
+    # answer; the second to save is refused (409 to its shopper: "send it again") and
+    # leaves no trace, so the transcript never holds two turns with one number.
+    from assistant.errors import Conflict
+    from assistant.store import Store
+
+    r = client.post("/api/v1/conversations", json={"channel": "web", "text": "a watch"},
+                    headers=SERVER)
+    cid = r.get_json()["conversation_id"]
+    first, second = Store(open_db(services.db_path)), Store(open_db(services.db_path))
+    a, b = first.load_conversation(cid), second.load_conversation(cid)
+    for conv in (a, b):
+        conv.version += 1
+    first.save_turn(a, a.version - 1, 1, {"text": "in gold"}, {"message": "first"})
+    with pytest.raises(Conflict):
+        second.save_turn(b, b.version - 1, 1, {"text": "in steel"}, {"message": "second"})
+    turns = first.turns(cid)
+    assert [t["seq"] for t in turns] == [0, 1] and turns[1]["message"] == "first"
+    assert first.load_conversation(cid).version == a.version
