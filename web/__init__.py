@@ -16,8 +16,9 @@ from typing import Any
 
 import orjson
 import sqlite_utils
-from flask import Flask, current_app
+from flask import Flask, Request, current_app
 from flask.json.provider import DefaultJSONProvider
+from flask.sessions import SessionInterface
 from werkzeug.sansio.response import Response
 
 from assistant.engine import Assistant, Settings
@@ -222,11 +223,24 @@ class FastJSONProvider(DefaultJSONProvider):
         return self._app.response_class(body, mimetype=self.mimetype)  # type: ignore[arg-type]
 
 
+class _NoCookieSession(SessionInterface):
+    """Flask's signed-cookie session is not used (the console keeps its sessions in the
+    database): without this, every request built an itsdangerous signer to look for a
+    cookie that is never there. ``flask.session`` is a NullSession, which refuses writes."""
+
+    def open_session(self, app: Flask, request: Request) -> None:
+        return None
+
+    def save_session(self, app: Flask, session: Any, response: Response) -> None:
+        return None
+
+
 def create_app(config: Mapping[str, Any] | None = None, *,
                services: Services | None = None) -> Flask:
     """Build the app. ``config`` overrides settings (tests); otherwise SHOPPER_* variables."""
     app = Flask(__name__)
     app.json = FastJSONProvider(app)
+    app.session_interface = _NoCookieSession()
     app.config.from_mapping(
         DATA_DIR=os.environ.get("SHOPPER_DATA_DIR", "var"),
         CATALOG=None,
