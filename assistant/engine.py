@@ -251,6 +251,10 @@ class Assistant:
                                f"{MAX_TEXT})")
         u = understand(text, tools.lexicon, asked=asked, semantic=tools.semantic,
                        option_values=set(cat.values.get(asked, [])) if asked else None)
+        if u.pick_ref is not None or u.cheaper:
+            pointed = self._pointed(ctx, cat, u)
+            if pointed is not None:
+                return pointed, None
         if u.action and not u.has_facts:
             return self._action(ctx, u.action), None
         if u.no_preference and asked and not u.has_facts:
@@ -266,6 +270,35 @@ class Assistant:
             return "hear", u
         self._fold(ctx, u, asked)
         return "hear", u
+
+    def _pointed(self, ctx: dict[str, Any], cat: Catalog, u: Understanding) -> str | None:
+        """Act on the picks just shown, as typed: "more like the second one", "not the third
+        one", "cheaper than the first one", "the same but cheaper". Returns the event when
+        the message says nothing else, None when its other words are still to be heard."""
+        pid = None
+        if u.pick_ref is not None:
+            last = ctx.get("last_picks", [])
+            if -len(last) <= u.pick_ref < len(last):
+                pid = last[u.pick_ref]
+            elif last:
+                ctx["ref_missing"] = len(last)  # "the fifth one" when three were shown
+        if pid is not None and u.pick_ref_kind in ("like", "dislike"):
+            ctx.setdefault("feedback", {}).setdefault(u.pick_ref_kind, []).append(pid)
+            if u.pick_ref_kind == "like":
+                ctx["page_forward"] = True  # others like it, not the same five again
+                ctx["similar_to"] = pid
+        if u.cheaper:
+            row = cat.row_of.get(pid) if pid is not None else None
+            price = cat.products[row].price if row is not None else None
+            if price is not None:
+                ctx["cheaper_than"] = price
+            ctx["cheaper_now"] = True
+        if u.has_facts:
+            return None
+        if u.cheaper and u.pick_ref_kind in (None, "cheaper"):
+            ctx.pop("cheaper_now", None)
+            return self._action(ctx, "cheaper")
+        return "feedback"
 
     def _action(self, ctx: dict[str, Any], action: str) -> str:
         if action == "more":
@@ -402,13 +435,20 @@ class Assistant:
             return turn
         c = self.constraints(conv, cat, store)
         shown = list(ctx.get("shown", []))
-        if event == "cheaper":
-            if not cat.has_prices:
+        # "cheaper" tapped, or said in a longer message ("like the second one but cheaper")
+        cheaper = event == "cheaper" or bool(ctx.pop("cheaper_now", False))
+        cheaper_than = ctx.pop("cheaper_than", None)  # "cheaper than the first one"
+        if cheaper:
+            if not cat.has_prices and event == "cheaper":
                 ctx["notice"] = "no_prices"
                 ctx["question"] = None
                 return turn
+            elif not cat.has_prices:
+                ctx["prices_missing"] = True
             else:
                 last = [p for p in ctx.get("last_picks_prices", []) if p is not None]
+                if cheaper_than is not None:
+                    last = [cheaper_than]
                 floor = min([*last, *(x for x in [ctx.get("below_price")] if x is not None)],
                             default=None)
                 if floor is not None:
@@ -467,6 +507,7 @@ class Assistant:
                      said=" ".join(ctx.get("texts", [])))
         turn["picks"] = [pick_json(cat, p) for p in picks]
         ctx["last_picks_prices"] = [cat.products[p.row].price for p in picks]
+        ctx["last_picks"] = [cat.products[p.row].product_id for p in picks]
         ctx["shown"] = list(dict.fromkeys([*shown, *(cat.products[p.row].product_id
                                                     for p in picks)]))[-500:]
         turn["preferences"] = self._turn_preferences(conv, c)

@@ -49,6 +49,10 @@ def describe_need(ctx: dict[str, Any]) -> str:
 def compose_message(cat: Catalog, state: str, ctx: dict[str, Any], turn: dict[str, Any],
                     event: str | None) -> str:
     """The assistant's words for this turn, from where the dialogue stands."""
+    # What a typed reference to a pick asked for ("more like the second one"): said once.
+    similar_to = ctx.pop("similar_to", None)
+    ref_missing = ctx.pop("ref_missing", 0)
+    prices_missing = ctx.pop("prices_missing", False)
     if state == "greeting":
         if event == "start_over":
             return "Let's start again. " + GREETING
@@ -81,6 +85,14 @@ def compose_message(cat: Catalog, state: str, ctx: dict[str, Any], turn: dict[st
         "more": f"Here are more {need}.",
         "feedback": "Thanks, noted. Here's what fits now.",
     }.get(event or "", f"Here are some {need}.")
+    liked = cat.product(similar_to) if similar_to else None
+    if liked is not None:
+        lead = f"Here are more like the {liked.title}."
+    if ref_missing:
+        lead = (f"I'm not sure which pick you mean (I showed {ref_missing}; say “the first "
+                f"one” up to “the last one”). {lead}")
+    if prices_missing:
+        lead += " This catalog has no prices, so I can't look for cheaper ones."
     if unsure:
         # Nothing in the words was recognised and no product is close to them: say so
         # rather than present guesses as answers (another language, a greeting, a typo).

@@ -90,6 +90,29 @@ _ACTIONS = {
 }
 _SHOW_NOW = ("show me", "just show", "let me see", "what do you have", "recommend",
              "suggest", "surprise me", "not sure, show me more", "show me more")
+# A pick just shown, pointed at: "the second one", "the last pick", "number 3", "#2".
+_ORDINALS = {word: i for i, words in enumerate((
+    ("first", "1st", "1"), ("second", "2nd", "2"), ("third", "3rd", "3"),
+    ("fourth", "4th", "4"), ("fifth", "5th", "5"), ("sixth", "6th", "6"),
+    ("seventh", "7th", "7"), ("eighth", "8th", "8"), ("ninth", "9th", "9"),
+    ("tenth", "10th", "10"))) for word in words} | {"last": -1}
+_ORDINAL = "|".join(w for w in _ORDINALS if not w.isdigit())
+_PICK_NOUN = r"(?:one|pick|option|item|choice|product)"
+_PICK_REF = re.compile(
+    # "the second one", "second pick"; "the second" only where the sentence moves on
+    # ("like the second but cheaper"), so "the last minute" or "the first time" are not picks.
+    rf"(?:\b(?:the|that)\s+({_ORDINAL})(?:\s+{_PICK_NOUN}\b|(?=\s*(?:$|[,.!?;]|"
+    r"(?:but|and|in|please|though|only|too|instead)\b)))"
+    rf"|\b({_ORDINAL})\s+{_PICK_NOUN}\b"
+    r"|(?:\bnumber|\bno\.|#)\s*(10|[1-9])\b)")
+# What the shopper wants done with it. "cheaper" is looked for on its own (below).
+_REF_DISLIKE = re.compile(r"\b(?:not|no|don't|dont|do not|hate|dislike|without|except|"
+                          r"skip|remove|drop|ugly)\b(?:\s+\w+){0,2}\s*$")
+_REF_LIKE_WORDS = re.compile(r"\b(?:like|similar|same|love|liked|loved|more of|such as|"
+                             r"resembl\w*)\b")
+# "cheaper" inside a longer message ("same but cheaper", "cheaper than the first one").
+_CHEAPER = re.compile(r"\b(?:cheaper|less expensive|lower[- ]priced|too expensive|"
+                      r"too pricey|more affordable)\b")
 _RELATIONS = {
     "husband", "wife", "son", "daughter", "mom", "mum", "mother", "dad", "father", "brother",
     "sister", "niece", "nephew", "boyfriend", "girlfriend", "friend", "partner", "grandma",
@@ -240,6 +263,11 @@ class Understanding:
     action: str | None = None
     show_now: bool = False
     recipient: str | None = None
+    # A pick just shown that the message points at (0-based; -1 the last) and what about it:
+    # "like" (more like it), "dislike" (not that one) or "cheaper" (cheaper than it).
+    pick_ref: int | None = None
+    pick_ref_kind: str | None = None
+    cheaper: bool = False  # "cheaper" said inside a longer message
     positive_text: str = ""
     matched: list[str] = field(default_factory=list)
 
@@ -278,6 +306,34 @@ def _parse_prices(text: str, out: Understanding) -> str:
         except (ValueError, IndexError):
             continue
         text = text[: m.start()] + " " + text[m.end():]
+    return text
+
+
+def _parse_pick_ref(text: str, out: Understanding) -> str:
+    """Find "the second one" and what is wanted of it, and "cheaper" said in passing; return
+    the text with those words blanked, so they are not read as a product's words."""
+    m = _PICK_REF.search(text)
+    cheaper = _CHEAPER.search(text)
+    if cheaper:
+        out.cheaper = True
+    if m:
+        word = next(g for g in m.groups() if g)
+        out.pick_ref = _ORDINALS[word]
+        before = text[: m.start()]
+        if cheaper and cheaper.start() < m.start():
+            out.pick_ref_kind = "cheaper"
+        elif _REF_DISLIKE.search(before):
+            out.pick_ref_kind = "dislike"
+            before = _REF_DISLIKE.sub(" ", before)
+        else:
+            out.pick_ref_kind = "like"
+        text = before + " " + text[m.end():]
+    if out.pick_ref is not None or out.cheaper:
+        text = _CHEAPER.sub(" ", text)
+        text = _REF_LIKE_WORDS.sub(" ", text)
+        text = re.sub(r"\b(?:more|than|but|and|just|please|something|one|ones|show me|"
+                      r"i want|i'd like|give me|anything|i|it|that|this|the|a|an|to|of|"
+                      r"so|too|same|me)\b", " ", text)
     return text
 
 
@@ -325,6 +381,7 @@ def understand(text: str, lexicon: Lexicon, *, asked: str | None = None,
         out.cheap = True
 
     low = _parse_prices(low, out)
+    low = _parse_pick_ref(low, out)
     tokens = _tokens(low)
     negated = [False] * len(tokens)
     consumed = [False] * len(tokens)

@@ -328,3 +328,25 @@ def test_a_rush_is_refused_honestly_and_loses_nothing(app) -> None:  # type: ign
             assert len(kept["turns"]) == 1  # only the opening: the refused turn left no trace
         else:
             assert len(kept["turns"]) == 2
+
+
+def test_a_pick_pointed_at_in_words(chat: Any) -> None:
+    c = chat("a watch for my wife, nothing gold")
+    shown = {p["product_id"] for p in c.picks}
+    second = c.picks[1]
+    c.send(text="more like the second one")
+    assert second["title"] in c.turn["message"]
+    assert c.picks and not shown & {p["product_id"] for p in c.picks}  # others like it
+    first = c.picks[0]["product_id"]
+    c.send(text="not the first one")
+    assert c.picks and first not in {p["product_id"] for p in c.picks}
+    c.send(text="I like the ninth one")
+    assert "I showed 5" in c.turn["message"] and c.picks
+    # This catalog has no prices: "cheaper" said in passing is answered, not ignored.
+    c.send(text="like the last one but cheaper")
+    assert "no prices" in c.turn["message"] and c.picks
+    # An ordinal that is not a pick stays the shopper's words.
+    c.send(text="start over")
+    c.send(text="a dress for the first day at my new office")
+    assert "more like" not in c.turn["message"] and "which pick" not in c.turn["message"]
+    assert c.turn["state"] in ("asking", "recommending")

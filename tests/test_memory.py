@@ -204,3 +204,16 @@ def test_saved_recipient_shapes_picks_on_the_other_catalog(client: Any, chat: An
     assert any(f"Your husband likes {likes.lower()}" in r for p in c.picks for r in p["reasons"])
     assert any(p["attributes"].get("colour") == likes for p in c.picks)
     assert _profile(client, "r2")["stated"] == []
+
+
+def test_cheaper_than_a_pick_said_in_words(chat: Any) -> None:
+    c = chat("a shirt for men under 2000", catalog="myntra")
+    dearest = max(c.picks, key=lambda p: p["price"])
+    ref = ["first", "second", "third", "fourth", "fifth"][c.picks.index(dearest)]
+    c.send(text=f"something cheaper than the {ref} one")
+    assert c.picks and all(p["price"] < dearest["price"] for p in c.picks)
+    assert c.turn["message"].startswith("Here are cheaper")
+    first = c.picks[0]
+    c.send(text="same as the first one but cheaper")  # more like it, and below its price
+    assert c.picks and all(p["price"] < first["price"] for p in c.picks)
+    assert first["title"] in c.turn["message"]

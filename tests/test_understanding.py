@@ -117,3 +117,28 @@ def test_embeddings_catch_what_no_phrase_does(lexicon: Lexicon, embedder: Cached
                                   "a" * 5000, "\u202eevil"])
 def test_odd_input_never_raises(lexicon: Lexicon, text: str) -> None:
     understand(text, lexicon)
+
+
+@pytest.mark.parametrize("text,ref,kind,cheaper,wants", [
+    ("more like the second one", 1, "like", False, {}),
+    ("not the third one", 2, "dislike", False, {}),
+    ("I don't like the last one", -1, "dislike", False, {}),
+    ("cheaper than the first one", 0, "cheaper", True, {}),
+    ("same as the first but cheaper", 0, "like", True, {}),
+    ("number 2 please", 1, "like", False, {}),
+    ("the 2nd one in red", 1, "like", False, {"colour": {"Red"}}),
+    ("something cheaper in red", None, None, True, {"colour": {"Red"}}),
+    # Ordinals and numbers that do not point at a pick.
+    ("a dress for the first day at work", None, None, False, {"article_type": {"Dresses"}}),
+    ("at the last minute I need a watch", None, None, False, {"article_type": {"Watches"}}),
+    ("shoes in size 10", None, None, False, {}),
+])
+def test_a_pick_pointed_at(lexicon: Lexicon, text: str, ref: int | None, kind: str | None,
+                           cheaper: bool, wants: dict[str, set[str]]) -> None:
+    u = understand(text, lexicon)
+    assert (u.pick_ref, u.pick_ref_kind, u.cheaper) == (ref, kind, cheaper)
+    for attr, values in wants.items():
+        assert u.wants.get(attr) == values
+    if ref is not None:  # the pointing words are not read as the product's words
+        assert not u.avoid_terms and not {"second", "third", "first", "last"} \
+            & set(u.positive_text.split())
