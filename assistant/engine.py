@@ -284,6 +284,7 @@ class Assistant:
                 ctx["ref_missing"] = len(last)  # "the fifth one" when three were shown
         if pid is not None and u.pick_ref_kind in ("like", "dislike"):
             ctx.setdefault("feedback", {}).setdefault(u.pick_ref_kind, []).append(pid)
+            ctx["told"] = [u.pick_ref_kind, pid]
             if u.pick_ref_kind == "like":
                 ctx["page_forward"] = True  # others like it, not the same five again
                 ctx["similar_to"] = pid
@@ -561,25 +562,27 @@ class Assistant:
         """What this turn teaches the profile, as writes to make with the turn: a signed-in
         shopper's own statements become stated preferences; feedback becomes events.
         Nothing said while shopping for someone else is kept as their own taste."""
+        ctx = conv.ctx
+        told = ctx.pop("told", None)  # a pick pointed at in words: as if its button was tapped
         shopper_id = conv.shopper_id
         if not shopper_id:
             return []
-        ctx = conv.ctx
-        if payload.get("feedback"):
-            fb = payload["feedback"]
-            return [partial(Store.add_event, shopper_id=shopper_id,
-                            type_="feedback:" + fb["kind"], product_id=fb["product_id"],
-                            catalog=conv.catalog, conversation_id=conv.conversation_id,
-                            recipient=ctx.get("recipient"))]
-        if heard is None or ctx.get("recipient"):
-            return []
+        fb = payload.get("feedback") or (
+            {"kind": told[0], "product_id": told[1]} if told else None)
+        lessons: list[Callable[[Store], None]] = []
+        if fb:
+            lessons.append(partial(Store.add_event, shopper_id=shopper_id,
+                                   type_="feedback:" + fb["kind"], product_id=fb["product_id"],
+                                   catalog=conv.catalog, conversation_id=conv.conversation_id,
+                                   recipient=ctx.get("recipient")))
+        if payload.get("feedback") or heard is None or ctx.get("recipient"):
+            return lessons
         said = payload.get("text") or ""
         day = datetime.now(UTC).date().isoformat()
         if said:
             evidence = f"you said “{said[:80]}” on {day}"
         else:
             evidence = f"you chose it on {day}"
-        lessons: list[Callable[[Store], None]] = []
         for polarity, stated in (("want", heard.wants), ("avoid", heard.avoids)):
             for attr, values in stated.items():
                 if attr == "article_type" and polarity == "want":

@@ -217,3 +217,13 @@ def test_cheaper_than_a_pick_said_in_words(chat: Any) -> None:
     c.send(text="same as the first one but cheaper")  # more like it, and below its price
     assert c.picks and all(p["price"] < first["price"] for p in c.picks)
     assert first["title"] in c.turn["message"]
+
+
+def test_a_pick_pointed_at_in_words_is_kept_like_a_tap(chat: Any, services: Any) -> None:
+    from assistant.store import Store
+
+    c = chat("a watch for men", shopper_id="s-pointer")
+    first = c.picks[0]["product_id"]
+    c.send(text="not the first one")
+    events = Store(services.db()).events("s-pointer")
+    assert [(e["type"], e["product_id"]) for e in events] == [("feedback:dislike", first)]
