@@ -443,6 +443,7 @@ class Assistant:
             if not cat.has_prices and event == "cheaper":
                 ctx["notice"] = "no_prices"
                 ctx["question"] = None
+                turn["preferences"] = self._turn_preferences(conv, c)  # still in force
                 return turn
             elif not cat.has_prices:
                 ctx["prices_missing"] = True

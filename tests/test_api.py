@@ -345,6 +345,9 @@ def test_a_pick_pointed_at_in_words(chat: Any) -> None:
     # This catalog has no prices: "cheaper" said in passing is answered, not ignored.
     c.send(text="like the last one but cheaper")
     assert "no prices" in c.turn["message"] and c.picks
+    said = c.turn["preferences"]
+    c.send(text="something cheaper please")  # nothing else said: the refusal alone
+    assert "no prices" in c.turn["message"] and c.turn["preferences"] == said
     # An ordinal that is not a pick stays the shopper's words.
     c.send(text="start over")
     c.send(text="a dress for the first day at my new office")
