@@ -460,6 +460,10 @@ class Assistant:
                 c.cheap = True
         if event == "more" or ctx.pop("page_forward", False):
             c.exclude_ids |= set(shown)
+        elif event == "feedback":
+            # Feedback is about the page in front of the shopper: its other picks stay, and
+            # earlier pages do not come back in place of the one dropped.
+            c.exclude_ids |= set(shown) - set(ctx.get("last_picks", []))
         mask = hard_mask(cat, c)
         qvec = self._query_vector(ctx)
         ranked = candidates(cat, mask, qvec, c)

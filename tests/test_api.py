@@ -353,3 +353,14 @@ def test_a_pick_pointed_at_in_words(chat: Any) -> None:
     c.send(text="a dress for the first day at my new office")
     assert "more like" not in c.turn["message"] and "which pick" not in c.turn["message"]
     assert c.turn["state"] in ("asking", "recommending")
+
+
+def test_feedback_keeps_the_page_the_shopper_is_on(chat: Any) -> None:
+    c = chat("a watch for men")
+    first_page = {p["product_id"] for p in c.picks}
+    c.send(action="more")
+    page = [p["product_id"] for p in c.picks]
+    c.send(feedback={"product_id": page[0], "kind": "not_interested"})
+    now = {p["product_id"] for p in c.picks}
+    assert page[0] not in now and not first_page & now
+    assert len(set(page[1:]) & now) >= 3  # the rest of the page stays
