@@ -288,6 +288,8 @@ class Assistant:
             if u.pick_ref_kind == "like":
                 ctx["page_forward"] = True  # others like it, not the same five again
                 ctx["similar_to"] = pid
+        if pid is not None and u.pick_ref_kind == "choose":
+            ctx["chosen"] = pid  # the same picks stay; the message says how to get it
         if u.cheaper:
             row = cat.row_of.get(pid) if pid is not None else None
             price = cat.products[row].price if row is not None else None

@@ -53,6 +53,7 @@ def compose_message(cat: Catalog, state: str, ctx: dict[str, Any], turn: dict[st
     similar_to = ctx.pop("similar_to", None)
     ref_missing = ctx.pop("ref_missing", 0)
     prices_missing = ctx.pop("prices_missing", False)
+    chosen = ctx.pop("chosen", None)
     if state == "greeting":
         if event == "start_over":
             return "Let's start again. " + GREETING
@@ -88,6 +89,11 @@ def compose_message(cat: Catalog, state: str, ctx: dict[str, Any], turn: dict[st
     liked = cat.product(similar_to) if similar_to else None
     if liked is not None:
         lead = f"Here are more like the {liked.title}."
+    taken = cat.product(chosen) if chosen else None
+    if taken is not None:
+        lead = (f"Good choice: the {taken.title}. You can add it to your cart from its card, "
+                "or tell me what else you'd like.")
+        return lead
     if ref_missing:
         lead = (f"I'm not sure which pick you mean (I showed {ref_missing}; say “the first "
                 f"one” up to “the last one”). {lead}")

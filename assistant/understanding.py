@@ -108,6 +108,8 @@ _PICK_REF = re.compile(
 # What the shopper wants done with it. "cheaper" is looked for on its own (below).
 _REF_DISLIKE = re.compile(r"\b(?:not|no|don't|dont|do not|hate|dislike|without|except|"
                           r"skip|remove|drop|ugly)\b(?:\s+\w+){0,2}\s*$")
+_REF_CHOOSE = re.compile(r"\b(?:take|buy|want|get|choose|go with|go for|order|have|"
+                         r"purchase|pick|settle on)\b(?:\s+\w+){0,1}\s*$")
 _REF_LIKE_WORDS = re.compile(r"\b(?:like|similar|same|love|liked|loved|more of|such as|"
                              r"resembl\w*)\b")
 # "cheaper" inside a longer message ("same but cheaper", "cheaper than the first one").
@@ -264,7 +266,8 @@ class Understanding:
     show_now: bool = False
     recipient: str | None = None
     # A pick just shown that the message points at (0-based; -1 the last) and what about it:
-    # "like" (more like it), "dislike" (not that one) or "cheaper" (cheaper than it).
+    # "like" (more like it), "dislike" (not that one), "choose" (I'll take it) or "cheaper"
+    # (cheaper than it).
     pick_ref: int | None = None
     pick_ref_kind: str | None = None
     cheaper: bool = False  # "cheaper" said inside a longer message
@@ -325,6 +328,11 @@ def _parse_pick_ref(text: str, out: Understanding) -> str:
         elif _REF_DISLIKE.search(before):
             out.pick_ref_kind = "dislike"
             before = _REF_DISLIKE.sub(" ", before)
+        elif _REF_CHOOSE.search(before) and not cheaper \
+                and not re.sub(r"\b(?:please|thanks|thank you|then)\b|[^\w]", "",
+                               text[m.end():]):
+            out.pick_ref_kind = "choose"  # "I'll take the second one"
+            before = _REF_CHOOSE.sub(" ", before)
         else:
             out.pick_ref_kind = "like"
         text = before + " " + text[m.end():]
@@ -332,8 +340,9 @@ def _parse_pick_ref(text: str, out: Understanding) -> str:
         text = _CHEAPER.sub(" ", text)
         text = _REF_LIKE_WORDS.sub(" ", text)
         text = re.sub(r"\b(?:more|than|but|and|just|please|something|one|ones|show me|"
-                      r"i want|i'd like|give me|anything|i|it|that|this|the|a|an|to|of|"
-                      r"so|too|same|me)\b", " ", text)
+                      r"i want|i'd like|give me|anything|i'll|i'm|i|it|that|this|the|a|an|to|of|"
+                      r"so|too|same|me|will|can|could|would|we|please|thanks)\b", " ",
+                      text)
     return text
 
 

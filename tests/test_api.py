@@ -340,6 +340,10 @@ def test_a_pick_pointed_at_in_words(chat: Any) -> None:
     first = c.picks[0]["product_id"]
     c.send(text="not the first one")
     assert c.picks and first not in {p["product_id"] for p in c.picks}
+    page = [p["product_id"] for p in c.picks]
+    c.send(text="I'll take the second one")  # a choice: the same picks, and what to do next
+    assert c.picks[1]["title"] in c.turn["message"] and "cart" in c.turn["message"]
+    assert [p["product_id"] for p in c.picks] == page
     c.send(text="I like the ninth one")
     assert "I showed 5" in c.turn["message"] and c.picks
     # This catalog has no prices: "cheaper" said in passing is answered, not ignored.

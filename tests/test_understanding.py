@@ -128,6 +128,9 @@ def test_odd_input_never_raises(lexicon: Lexicon, text: str) -> None:
     ("number 2 please", 1, "like", False, {}),
     ("the 2nd one in red", 1, "like", False, {"colour": {"Red"}}),
     ("something cheaper in red", None, None, True, {"colour": {"Red"}}),
+    ("I'll take the second one, thanks", 1, "choose", False, {}),
+    ("I want the first one but in red", 0, "like", False, {"colour": {"Red"}}),
+    ("I want the second one but cheaper", 1, "like", True, {}),
     # Ordinals and numbers that do not point at a pick.
     ("a dress for the first day at work", None, None, False, {"article_type": {"Dresses"}}),
     ("at the last minute I need a watch", None, None, False, {"article_type": {"Watches"}}),
