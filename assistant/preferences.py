@@ -20,7 +20,10 @@ __all__ = ["EVENT_WEIGHTS", "Boost", "Preference", "QueryReader", "effective", "
            "parse_time", "stated"]
 
 # How much one event says about a taste, before it fades.
-EVENT_WEIGHTS = {"purchase": 1.0, "add_to_cart": 0.6, "view": 0.25, "search": 0.3}
+# A "like" on a pick (tapped, or "more like the second one") says more than a view and less
+# than a cart add. A dislike is not turned into a taste: it removes that product only.
+EVENT_WEIGHTS = {"purchase": 1.0, "add_to_cart": 0.6, "feedback:like": 0.45, "view": 0.25,
+                 "search": 0.3}
 # Attributes that describe taste. The article type of a purchase is not a taste: buying a
 # watch says nothing about wanting more watches (see the purchase rules in ranking).
 TASTE_ATTRIBUTES = ("colour", "brand", "usage", "gender")
@@ -132,9 +135,9 @@ def infer(events: Iterable[dict[str, Any]], catalog: Catalog, *, now: datetime |
         if strength < MIN_STRENGTH:
             continue
         kinds = counts[key]
-        order = ("purchase", "add_to_cart", "view", "search")
-        names = {"purchase": "purchase", "add_to_cart": "cart add", "view": "view",
-                 "search": "search"}
+        order = ("purchase", "add_to_cart", "feedback:like", "view", "search")
+        names = {"purchase": "purchase", "add_to_cart": "cart add", "feedback:like": "like",
+                 "view": "view", "search": "search"}
         evidence = "from " + ", ".join(_plural(kinds[k], names[k]) for k in order if kinds[k])
         out.append(Preference(key[0], key[1], "want", "inferred", strength, evidence,
                               last[key]))

@@ -227,3 +227,17 @@ def test_a_pick_pointed_at_in_words_is_kept_like_a_tap(chat: Any, services: Any)
     c.send(text="not the first one")
     events = Store(services.db()).events("s-pointer")
     assert [(e["type"], e["product_id"]) for e in events] == [("feedback:dislike", first)]
+
+
+def test_a_liked_pick_is_an_inferred_taste_and_stated_still_wins(chat: Any, client: Any,
+                                                                 fashion: Any) -> None:
+    c = chat("a watch for men", shopper_id="s-liker")
+    liked = c.picks[0]
+    colour = fashion.product(liked["product_id"]).attributes["colour"]
+    c.send(text="more like the first one")
+    guessed = [p for p in _profile(client, "s-liker")["inferred"] if p["attribute"] == "colour"]
+    assert [(p["value"], p["evidence"]) for p in guessed] == [(colour, "from 1 like")]
+    c.send(text=f"not {colour.lower()} please")  # what is said beats what was guessed
+    effective = _profile(client, "s-liker")["effective"]
+    assert [(p["polarity"], p["source"]) for p in effective if p["value"] == colour] == \
+        [("avoid", "stated")]
