@@ -10,6 +10,7 @@ import hashlib
 import secrets
 import threading
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
@@ -185,12 +186,10 @@ class Assistant:
         ctx["seq"] = seq
         conv.version = expected + 1
         lessons = self._lessons(conv, heard, payload)
-        request = _loggable(payload)
-        if not lessons:  # one statement, its own transaction: the common case
-            store.save_turn(conv, expected, seq, request, turn, token_hash=token_hash)
-            return turn
-        with store.transaction():
-            store.save_turn(conv, expected, seq, request, turn, token_hash=token_hash)
+        # Without lessons the one statement is its own transaction (the common case).
+        with store.transaction() if lessons else nullcontext():
+            store.save_turn(conv, expected, seq, _loggable(payload), turn,
+                            token_hash=token_hash)
             for lesson in lessons:
                 lesson(store)
         return turn
@@ -291,10 +290,9 @@ class Assistant:
         if pid is not None and u.pick_ref_kind == "choose":
             ctx["chosen"] = pid  # the same picks stay; the message says how to get it
         if u.cheaper:
-            row = cat.row_of.get(pid) if pid is not None else None
-            price = cat.products[row].price if row is not None else None
-            if price is not None:
-                ctx["cheaper_than"] = price
+            product = cat.product(pid) if pid is not None else None
+            if product is not None and product.price is not None:
+                ctx["cheaper_than"] = product.price
             ctx["cheaper_now"] = True
         if u.has_facts:
             return None
@@ -441,25 +439,25 @@ class Assistant:
         # "cheaper" tapped, or said in a longer message ("like the second one but cheaper")
         cheaper = event == "cheaper" or bool(ctx.pop("cheaper_now", False))
         cheaper_than = ctx.pop("cheaper_than", None)  # "cheaper than the first one"
-        if cheaper:
-            if not cat.has_prices and event == "cheaper":
+        if cheaper and not cat.has_prices:
+            if event == "cheaper":
                 ctx["notice"] = "no_prices"
                 ctx["question"] = None
                 turn["preferences"] = self._turn_preferences(conv, c)  # still in force
                 return turn
-            elif not cat.has_prices:
-                ctx["prices_missing"] = True
-            else:
-                last = [p for p in ctx.get("last_picks_prices", []) if p is not None]
-                if cheaper_than is not None:
-                    last = [cheaper_than]
-                floor = min([*last, *(x for x in [ctx.get("below_price")] if x is not None)],
-                            default=None)
-                if floor is not None:
-                    ctx["below_price"] = floor
-                    c.below_price = floor
-                ctx["cheap"] = True
-                c.cheap = True
+            ctx["prices_missing"] = True
+        elif cheaper:
+            last = [cheaper_than] if cheaper_than is not None else \
+                [p.price for p in map(cat.product, ctx.get("last_picks", []))
+                 if p is not None and p.price is not None] \
+                or ctx.get("last_picks_prices", [])  # saved before 3 Dec 2026
+            floor = min([*last, *(x for x in [ctx.get("below_price")] if x is not None)],
+                        default=None)
+            if floor is not None:
+                ctx["below_price"] = floor
+                c.below_price = floor
+            ctx["cheap"] = True
+            c.cheap = True
         if event == "more" or ctx.pop("page_forward", False):
             c.exclude_ids |= set(shown)
         elif event == "feedback":
@@ -514,7 +512,6 @@ class Assistant:
                      query_words=" ".join(ctx.get("texts", []))[-80:],
                      said=" ".join(ctx.get("texts", [])))
         turn["picks"] = [pick_json(cat, p) for p in picks]
-        ctx["last_picks_prices"] = [cat.products[p.row].price for p in picks]
         ctx["last_picks"] = [cat.products[p.row].product_id for p in picks]
         ctx["shown"] = list(dict.fromkeys([*shown, *(cat.products[p.row].product_id
                                                     for p in picks)]))[-500:]

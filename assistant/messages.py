@@ -91,9 +91,8 @@ def compose_message(cat: Catalog, state: str, ctx: dict[str, Any], turn: dict[st
         lead = f"Here are more like the {liked.title}."
     taken = cat.product(chosen) if chosen else None
     if taken is not None:
-        lead = (f"Good choice: the {taken.title}. You can add it to your cart from its card, "
+        return (f"Good choice: the {taken.title}. You can add it to your cart from its card, "
                 "or tell me what else you'd like.")
-        return lead
     if ref_missing:
         lead = (f"I'm not sure which pick you mean (I showed {ref_missing}; say “the first "
                 f"one” up to “the last one”). {lead}")

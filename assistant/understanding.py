@@ -112,6 +112,13 @@ _REF_CHOOSE = re.compile(r"\b(?:take|buy|want|get|choose|go with|go for|order|ha
                          r"purchase|pick|settle on)\b(?:\s+\w+){0,1}\s*$")
 _REF_LIKE_WORDS = re.compile(r"\b(?:like|similar|same|love|liked|loved|more of|such as|"
                              r"resembl\w*)\b")
+# Nothing after the pick but thanks: "I'll take the second one, please".
+_REF_DONE = re.compile(r"\b(?:please|thanks|thank you|then)\b|[^\w]")
+# Words around a pointing that say nothing about a product.
+_POINTING_FILLER = re.compile(
+    r"\b(?:more|than|but|and|just|please|something|one|ones|show me|i want|i'd like|"
+    r"give me|anything|i'll|i'm|i|it|that|this|the|a|an|to|of|so|too|me|will|can|could|"
+    r"would|we|thanks)\b")
 # "cheaper" inside a longer message ("same but cheaper", "cheaper than the first one").
 _CHEAPER = re.compile(r"\b(?:cheaper|less expensive|lower[- ]priced|too expensive|"
                       r"too pricey|more affordable)\b")
@@ -329,8 +336,7 @@ def _parse_pick_ref(text: str, out: Understanding) -> str:
             out.pick_ref_kind = "dislike"
             before = _REF_DISLIKE.sub(" ", before)
         elif _REF_CHOOSE.search(before) and not cheaper \
-                and not re.sub(r"\b(?:please|thanks|thank you|then)\b|[^\w]", "",
-                               text[m.end():]):
+                and not _REF_DONE.sub("", text[m.end():]):
             out.pick_ref_kind = "choose"  # "I'll take the second one"
             before = _REF_CHOOSE.sub(" ", before)
         else:
@@ -339,10 +345,7 @@ def _parse_pick_ref(text: str, out: Understanding) -> str:
     if out.pick_ref is not None or out.cheaper:
         text = _CHEAPER.sub(" ", text)
         text = _REF_LIKE_WORDS.sub(" ", text)
-        text = re.sub(r"\b(?:more|than|but|and|just|please|something|one|ones|show me|"
-                      r"i want|i'd like|give me|anything|i'll|i'm|i|it|that|this|the|a|an|to|of|"
-                      r"so|too|same|me|will|can|could|would|we|please|thanks)\b", " ",
-                      text)
+        text = _POINTING_FILLER.sub(" ", text)
     return text
 
 
