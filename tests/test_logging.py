@@ -31,9 +31,9 @@ def test_unexpected_errors_do_not_log_what_was_typed(
 
 def test_the_access_log_drops_query_strings_unless_asked(
         monkeypatch: pytest.MonkeyPatch) -> None:
-    for atom in ("%(r)s", "%(q)s", "%(f)s"):  # request line, query string, referrer
-        assert atom not in ACCESS_LOG_FORMAT
-    assert "%(U)s" in ACCESS_LOG_FORMAT and "%(r)s" in ACCESS_LOG_FORMAT_WITH_TEXT
+    for atom in ("%(query_string)s", "%(header{referer})s"):  # what was typed, the page
+        assert atom not in ACCESS_LOG_FORMAT and atom in ACCESS_LOG_FORMAT_WITH_TEXT
+    assert "%(path)s" in ACCESS_LOG_FORMAT
     monkeypatch.delenv("SHOPPER_LOG_TEXT", raising=False)
     assert log_text() is False
     monkeypatch.setenv("SHOPPER_LOG_TEXT", "1")

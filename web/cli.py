@@ -10,18 +10,25 @@ import sys
 from pathlib import Path
 from typing import Any
 
-__all__ = ["ACCESS_LOG_FORMAT", "check_catalogs", "log_text", "main"]
+__all__ = ["ACCESS_LOG_FORMAT", "check_catalogs", "log_text", "main", "worker_app"]
 
 
 def _data_dir(value: str | None) -> Path:
     return Path(value or os.environ.get("SHOPPER_DATA_DIR") or "var").resolve()
 
 
-#: The access log without query strings (``/api/v1/search?q=...`` holds what shoppers typed)
-#: and without the referrer (the shop's page address may hold it too).
-ACCESS_LOG_FORMAT = '%(h)s %(t)s "%(m)s %(U)s %(H)s" %(s)s %(b)s %(M)sms "%(a)s"'
-#: With SHOPPER_LOG_TEXT=1 (debugging only): gunicorn's usual line, query string included.
-ACCESS_LOG_FORMAT_WITH_TEXT = '%(h)s %(t)s "%(r)s" %(s)s %(b)s %(M)sms "%(f)s" "%(a)s"'
+#: The access log (granian's atoms) without query strings (``/api/v1/search?q=...`` holds
+#: what shoppers typed) and without the referrer (the shop's page address may hold it too).
+ACCESS_LOG_FORMAT = ('%(addr)s [%(time)s] "%(method)s %(path)s %(protocol)s" %(status)d '
+                     '%(dt_ms).1fms "%(header{user-agent})s"')
+#: With SHOPPER_LOG_TEXT=1 (debugging only): the query string and the referrer too.
+ACCESS_LOG_FORMAT_WITH_TEXT = ('%(addr)s [%(time)s] "%(method)s %(path)s?%(query_string)s '
+                               '%(protocol)s" %(status)d %(dt_ms).1fms "%(header{referer})s" '
+                               '"%(header{user-agent})s"')
+#: Every log line of the server (its own, each worker's and the app's) in one shape.
+LOG_FORMAT = "%(asctime)s [%(process)d] %(levelname)s %(name)s: %(message)s"
+#: How `shopper serve` hands its settings to the workers it starts (JSON).
+SERVE_CONFIG_ENV = "SHOPPER_SERVE_CONFIG"
 
 
 def log_text() -> bool:
@@ -55,8 +62,50 @@ def check_catalogs(data_dir: Path, default: str | None, will_import: bool) -> st
     return None
 
 
+class _ThreadsAreIntended(logging.Filter):
+    """Drops granian's start-up warning that --threads (128) is high for two cores: the
+    threads mostly wait in the app's admission control, which needs one per request in
+    flight to answer 503 at once past its bounds (README, "Under a rush")."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "Python threads, which seems quite high" not in record.getMessage()
+
+
+def _log_config() -> dict[str, Any]:
+    """logging.config's dict for the server and its workers: granian's lines, the access
+    log and the app's own loggers ("shopper.*") on standard output, one format."""
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"line": {"format": LOG_FORMAT},
+                       "access": {"format": "%(message)s"}},
+        "filters": {"threads": {"()": _ThreadsAreIntended}},
+        "handlers": {
+            "out": {"class": "logging.StreamHandler", "formatter": "line",
+                    "stream": "ext://sys.stdout"},
+            "access": {"class": "logging.StreamHandler", "formatter": "access",
+                       "stream": "ext://sys.stdout"},
+        },
+        "root": {"handlers": ["out"], "level": "INFO"},
+        "loggers": {
+            "_granian": {"handlers": ["out"], "level": "INFO", "propagate": False,
+                         "filters": ["threads"]},
+            "granian.access": {"handlers": ["access"], "level": "INFO", "propagate": False},
+        },
+    }
+
+
+def worker_app() -> Any:
+    """The app of one server worker, built from the settings `shopper serve` put in the
+    environment (granian calls this in each worker it starts)."""
+    from web import create_app
+
+    return create_app(json.loads(os.environ[SERVE_CONFIG_ENV]))
+
+
 def _serve(args: argparse.Namespace) -> int:
-    from gunicorn.app.base import BaseApplication
+    from granian import Granian
+    from granian.constants import HTTPModes, Interfaces
 
     data_dir = _data_dir(args.data_dir)
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -68,7 +117,7 @@ def _serve(args: argparse.Namespace) -> int:
     if why:
         print(f"shopper: cannot serve: {why}", file=sys.stderr, flush=True)
         return 2
-    config = {
+    os.environ[SERVE_CONFIG_ENV] = json.dumps({
         "DATA_DIR": str(data_dir),
         "CATALOG": args.catalog,
         "API_KEY": os.environ.get("SHOPPER_API_KEY") or None,
@@ -82,45 +131,34 @@ def _serve(args: argparse.Namespace) -> int:
         "ACTIVE_TURNS": args.active_turns,
         "QUEUED_TURNS": args.queued_turns,
         "QUEUE_WAIT_S": args.queue_wait,
+        "ANON_RATE_PER_MINUTE": args.anon_conversations_per_minute,
         "LOG_TEXT": log_text(),
-    }
+    })
 
     # What every worker imports anyway is imported once here, before the fork. Not
-    # onnxruntime: imported before the fork, a worker then hangs on its way out until
-    # gunicorn's graceful timeout kills it (20 s on every stop).
+    # onnxruntime: imported before the fork, a worker then hangs on its way out until the
+    # kill timeout (20 s on every stop).
     import tokenizers  # noqa: F401
 
     from web import api, console, handoff, kiosk, pages, security, widget  # noqa: F401
-
-    class App(BaseApplication):  # type: ignore[misc]
-        def load_config(self) -> None:
-            self.cfg.set("bind", f"{args.host}:{args.port}")
-            self.cfg.set("workers", args.workers)
-            self.cfg.set("worker_class", "gthread")
-            self.cfg.set("threads", args.threads)
-            self.cfg.set("timeout", 120)
-            self.cfg.set("graceful_timeout", 20)
-            self.cfg.set("backlog", 256)
-            self.cfg.set("accesslog", "-" if args.access_log else None)
-            self.cfg.set("access_log_format", ACCESS_LOG_FORMAT_WITH_TEXT if log_text()
-                         else ACCESS_LOG_FORMAT)
-            self.cfg.set("errorlog", "-")
-            if "control_socket_disable" in self.cfg.settings:
-                # gunicorn >= 25 opens a control socket at one path per user; a second server
-                # on the machine would take it over. `shopper serve` does not use it.
-                self.cfg.set("control_socket_disable", True)
-
-        def load(self) -> Any:
-            from web import create_app
-
-            return create_app(config)
 
     print(f"personal-shopper: serving on http://{args.host}:{args.port}/ (data in {data_dir})",
           flush=True)
     if not (data_dir / "catalogs" / "fashion" / "manifest.json").exists() and not args.no_import:
         print("First start: importing and embedding the bundled catalogs takes a few minutes;"
               " /healthz answers 503 until then.", flush=True)
-    App().run()
+    # granian: HTTP parsed and written in Rust, the app called from a pool of Python threads
+    # per worker. Every request in flight has a thread (backpressure = threads), so a turn
+    # waits in the app's admission control, which is bounded and answers 503 past its
+    # bounds, not in the server, which is not.
+    Granian(
+        "web.cli:worker_app", factory=True, address=args.host, port=args.port,
+        interface=Interfaces.WSGI, http=HTTPModes.http1, workers=args.workers,
+        blocking_threads=args.threads, backpressure=args.threads, backlog=256,
+        respawn_failed_workers=True, respawn_interval=1.0, workers_kill_timeout=20,
+        log_dictconfig=_log_config(), log_access=args.access_log,
+        log_access_format=ACCESS_LOG_FORMAT_WITH_TEXT if log_text() else ACCESS_LOG_FORMAT,
+    ).serve()
     return 0
 
 
@@ -226,7 +264,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="shopper", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    serve = sub.add_parser("serve", help="start the server (gunicorn)")
+    serve = sub.add_parser("serve", help="start the server (granian)")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--data-dir")
@@ -253,6 +291,12 @@ def build_parser() -> argparse.ArgumentParser:
                             "(default 48)")
     serve.add_argument("--queue-wait", type=float, default=3.0,
                        help="longest wait for a slot in seconds, then 503 (default 3)")
+    serve.add_argument("--anon-conversations-per-minute", type=int,
+                       default=int(os.environ.get("SHOPPER_ANON_RATE_PER_MINUTE", 60)),
+                       help="new conversations without a shopper id one address may start a "
+                            "minute, per worker; then 429 (default 60, or "
+                            "$SHOPPER_ANON_RATE_PER_MINUTE; raise it behind a proxy whose "
+                            "address every shopper shares)")
     serve.add_argument("--no-import", action="store_true",
                        help="serve the catalogs already built in the data dir; import nothing")
     serve.add_argument("--access-log", action="store_true")
@@ -305,8 +349,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: "
-                        "%(message)s")
+    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
     args = build_parser().parse_args(argv)
     result: int = args.func(args)
     return result

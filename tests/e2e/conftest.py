@@ -1,4 +1,4 @@
-"""The real server (`python -m web.cli serve`, gunicorn) in a subprocess, for tests/e2e/.
+"""The real server (`python -m web.cli serve`, granian) in a subprocess, for tests/e2e/.
 
 ``Server`` starts it on a free port over a data dir, talks to it over HTTP, and can stop it
 politely, kill one worker or kill the whole process group (master and workers) the way a
@@ -17,6 +17,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator, Sequence
+from email.message import Message
 from pathlib import Path
 from typing import Any
 
@@ -106,7 +107,7 @@ class Server:
             time.sleep(0.05)
 
     def worker_pids(self) -> list[int]:
-        """The gunicorn workers: the master's running child processes (a killed worker the
+        """The server's workers: the master's running child processes (a killed worker the
         master has not reaped yet is a zombie, not a worker)."""
         assert self.proc is not None
         pids: list[int] = []
@@ -132,8 +133,9 @@ class Server:
         return status, data
 
     def request(self, method: str, path: str, body: Any = None, token: str | None = None,
-                timeout: float = 30) -> tuple[int, dict[str, str], Any]:
-        """Like call, with the response headers too."""
+                timeout: float = 30) -> tuple[int, Message, Any]:
+        """Like call, with the response headers too (looked up by name in any case, as
+        HTTP means them: the server writes them in lower case)."""
         data = json.dumps(body).encode() if body is not None else None
         req = urllib.request.Request(self.url + path, data=data, method=method)
         req.add_header("Content-Type", "application/json")
@@ -142,12 +144,12 @@ class Server:
         try:
             with urllib.request.urlopen(req, timeout=timeout) as resp:
                 raw = resp.read()
-                return resp.status, dict(resp.headers), json.loads(raw) if raw else None
+                return resp.status, resp.headers, json.loads(raw) if raw else None
         except urllib.error.HTTPError as exc:
             with exc:
                 raw = exc.read()
                 is_json = "json" in (exc.headers.get("Content-Type") or "")
-                return (exc.code, dict(exc.headers),
+                return (exc.code, exc.headers,
                         json.loads(raw) if is_json and raw else raw.decode())
 
 

@@ -1,4 +1,4 @@
-"""The real server (`shopper serve`, gunicorn) on a free port: a whole conversation over HTTP,
+"""The real server (`shopper serve`, granian) on a free port: a whole conversation over HTTP,
 and a restart in the middle that loses nothing."""
 
 from __future__ import annotations
@@ -61,8 +61,8 @@ def test_server_key_and_errors_over_http(server: Server) -> None:
 
 
 def test_a_stop_is_prompt_and_clean(server: Server) -> None:
-    """SIGTERM after a turn: the worker finishes and the server exits well within gunicorn's
-    20 s graceful timeout (a worker that hung on its way out once made every stop, every
+    """SIGTERM after a turn: the worker finishes and the server exits well within the server's
+    20 s kill timeout (a worker that hung on its way out once made every stop, every
     deploy and every restart take 20 s)."""
     status, _ = server.call("POST", "/api/v1/conversations",
                             {"channel": "web", "text": "a black watch"})

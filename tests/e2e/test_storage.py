@@ -13,6 +13,7 @@ import os
 import sqlite3
 import subprocess
 from collections.abc import Callable, Iterator
+from email.message import Message
 from pathlib import Path
 from typing import Any
 
@@ -54,7 +55,7 @@ def fill(disk: Path) -> Path:
     return filler
 
 
-def assert_storage_503(status: int, headers: dict[str, str], body: Any, fault: str) -> None:
+def assert_storage_503(status: int, headers: Message, body: Any, fault: str) -> None:
     assert status == 503, body
     assert headers["Content-Type"] == "application/problem+json"
     assert {"type", "title", "status", "detail"} <= set(body) and body["status"] == 503

@@ -116,7 +116,7 @@ def proc_memory(pid: int | str = "self") -> dict[str, float]:
 
 
 def children(pid: int) -> list[int]:
-    """Direct children of a process (gunicorn's workers of its master)."""
+    """Direct children of a process (the server's workers of its main process)."""
     kids = []
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
@@ -159,7 +159,7 @@ def free_port() -> int:
 
 @dataclass
 class ServerProcess:
-    """``python -m web.cli serve`` (gunicorn gthread) on a free loopback port."""
+    """``python -m web.cli serve`` (granian) on a free loopback port."""
 
     data_dir: Path
     workers: int = 2
@@ -173,6 +173,7 @@ class ServerProcess:
     log_path: Path | None = None
     _cpu_by_pid: dict[int, float] = field(default_factory=dict)
     _cpu_seen: float = 0.0
+    cpu_split: dict[int, float] = field(default_factory=dict)
 
     @property
     def url(self) -> str:
@@ -237,6 +238,7 @@ class ServerProcess:
         """CPU seconds (user + system) the master and its live workers used since the last
         call (the first call returns the total so far)."""
         ticks = os.sysconf("SC_CLK_TCK")
+        before = dict(self._cpu_by_pid)
         for pid in self.pids():
             try:
                 text = Path(f"/proc/{pid}/stat").read_text()
@@ -244,12 +246,15 @@ class ServerProcess:
                 continue
             fields = text[text.rfind(")") + 2:].split()
             self._cpu_by_pid[pid] = (int(fields[11]) + int(fields[12])) / ticks
+        # each process's CPU seconds since the last call: shows how evenly the workers share
+        self.cpu_split = {pid: round(t - before.get(pid, 0.0), 1)
+                          for pid, t in self._cpu_by_pid.items()}
         total = sum(self._cpu_by_pid.values())
         used, self._cpu_seen = total - self._cpu_seen, total
         return used
 
     def stop(self) -> None:
-        """SIGTERM the master (gunicorn stops its workers); SIGKILL what is left."""
+        """SIGTERM the master (granian stops its workers); SIGKILL what is left."""
         if self.proc is None:
             return
         kids = children(self.proc.pid) if self.proc.poll() is None else []

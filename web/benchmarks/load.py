@@ -96,8 +96,9 @@ class HttpError(Exception):
 
 class AsyncConnection:
     """One shopper's keep-alive HTTP/1.1 connection on the event loop. Reopened when it was
-    idle for a second: the server closes a connection idle past its keep-alive (2 s), and a
-    request written into a connection the server is closing comes back with nothing."""
+    idle for a second: a server may close a keep-alive connection that sat idle (gunicorn did
+    after 2 s), and a request written into a connection the server is closing comes back with
+    nothing."""
 
     IDLE_S = 1.0
 
@@ -376,6 +377,7 @@ def run_phase(server: ServerProcess, shoppers: int, seconds: float, timeout: flo
         "conversations": len(ph.convs),
         "turns_per_conversation": round(sum(turns) / len(turns), 2) if turns else 0,
         "cpu": {"server_s": round(server_cpu, 1), "client_s": round(client_cpu, 1),
+                "server_s_by_pid": {str(k): v for k, v in server.cpu_split.items()},
                 "server_ms_per_request": round(1000 * server_cpu / requests, 2)
                 if requests else None,
                 "client_ms_per_request": round(1000 * client_cpu / requests, 2)
@@ -403,7 +405,9 @@ def report(fig: dict[str, Any]) -> str:
                      "client CPU ms/req", "peak RSS MiB (sum)"]),
     ]
     for ph in fig["phases"]:
-        per = ", ".join(f"pid {pid}: peak {m.get('VmHWM')} MiB (anon {m.get('RssAnon')})"
+        split = ph["cpu"]["server_s_by_pid"]
+        per = ", ".join(f"pid {pid}: peak {m.get('VmHWM')} MiB (anon {m.get('RssAnon')}), "
+                        f"{split.get(pid, '?')} s CPU"
                         for pid, m in ph["server_memory"]["processes"].items())
         lines.append(f"{ph['shoppers']} shoppers, {ph['mode']}: {per}; turns {ph['turn_kinds']}")
         if ph["latency_from_schedule"]:
