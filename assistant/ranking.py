@@ -170,22 +170,23 @@ def select_diverse(catalog: Catalog, ranked: Ranked, k: int, pinned: set[str],
     rel = ranked.scores[:MMR_POOL].astype(np.float64)
     span = rel.max() - rel.min()
     rel = (rel - rel.min()) / span if span > 0 else np.ones_like(rel)
-    vecs = np.asarray(catalog.index.vectors[pool])
-    columns = [catalog.codes[a] for a in catalog.facet_names
-               if a not in pinned and a in catalog.codes and a != "brand"]
-    if "brand" not in pinned:
-        columns.append(catalog.maker)  # the brand column, or the title's first word
+    vecs = catalog.index.rows(pool)
+    table, names = catalog.variety_table()
+    # The columns that count: every asked attribute the shopper did not pin, and the maker
+    # (the brand column, or the title's first word) unless the brand is pinned.
+    keep = [i for i, a in enumerate(names)
+            if (a not in pinned if a != "maker" else "brand" not in pinned)]
     # Likeness of every pair in the pool, once: half vector cosine, half the share of
     # attributes (known on both sides) the two have in common.
     likeness = 0.5 * (vecs @ vecs.T).astype(np.float64)
-    if columns:
-        codes = np.stack([column[pool] for column in columns])  # (attrs, pool)
+    if keep:
+        codes = table[pool][:, keep].T  # (attrs, pool)
         same = (codes[:, :, None] == codes[:, None, :]) & (codes >= 0)[:, :, None]
-        likeness += 0.5 * same.mean(axis=0)
+        likeness += 0.5 * (np.count_nonzero(same, axis=0) / len(keep))
     # Two products under one name look like one product shown twice (4 in 10 of the
     # bundled fashion catalog's rows share their title with another): a name is shown once
     # while the pool holds other names.
-    titles = np.array([catalog.titles_lower[int(r)] for r in pool], dtype=object)
+    titles = catalog.title_ids[pool]
     shown = np.zeros(len(pool), dtype=bool)
     # Nor are more than MAKER_CAP picks by one maker while the pool holds others, unless the
     # shopper named it: "a blue t-shirt for men" found four Mr. Men T-shirts of five.
@@ -194,21 +195,25 @@ def select_diverse(catalog: Catalog, ranked: Ranked, k: int, pinned: set[str],
     makers = catalog.maker[pool] if maker_cap else np.full(len(pool), -1)
     capped = np.zeros(len(pool), dtype=bool)
     chosen: list[int] = []
+    per_maker: Counter[int] = Counter()
     max_sim = np.zeros(len(pool))
     for _ in range(min(k, len(pool))):
         mmr = lam * rel - (1 - lam) * max_sim
         if chosen:
             mmr[chosen] = -np.inf
-            if not (shown | capped).all():
-                mmr[shown | capped] = -np.inf
+            out = shown | capped
+            if not out.all():
+                mmr[out] = -np.inf
             elif not shown.all():
                 mmr[shown] = -np.inf
         best = int(np.argmax(mmr))
         chosen.append(best)
         shown |= titles == titles[best]
-        if maker_cap and makers[best] >= 0 \
-                and int((makers[chosen] == makers[best]).sum()) >= maker_cap:
-            capped |= makers == makers[best]
+        maker = int(makers[best])
+        if maker_cap and maker >= 0:
+            per_maker[maker] += 1
+            if per_maker[maker] >= maker_cap:
+                capped |= makers == maker
         np.maximum(max_sim, likeness[best], out=max_sim)
     return _vary(catalog, [int(pool[i]) for i in chosen], ranked.rows, pinned, maker_cap)
 
@@ -225,21 +230,26 @@ def _vary(catalog: Catalog, chosen: list[int], pool: NDArray[np.int64], pinned: 
         if attr in pinned or (attr not in catalog.codes and attr != "brand") or len(top) < 3:
             continue
         codes = catalog.maker if attr == "brand" else catalog.codes[attr]
-        first = codes[top[0]]
-        if first < 0 or bool((codes[top] != first).any()):
+        first = int(codes[top[0]])
+        if first < 0 or any(int(codes[r]) != first for r in top[1:]):
             continue
         # The best-ranked candidate of another (known) value, not already chosen: one pass
         # over the candidates' codes (a Python loop over up to 2,000 rows cost 0.1 ms each).
         theirs = codes[pool]
-        ok = (theirs >= 0) & (theirs != first) & ~np.isin(pool, np.asarray(chosen,
-                                                                           dtype=np.int64))
+        ok = (theirs >= 0) & (theirs != first)
+        for row in chosen:  # fewer than np.isin's set-up costs for five rows
+            ok &= pool != row
         if maker_cap:
             # Nor may the one moved up be one too many by one maker, if another will do.
             kept = [*chosen[:place], *chosen[place:4]]
             full = [m for m, n in Counter(int(catalog.maker[r]) for r in kept).items()
                     if n >= maker_cap and m >= 0]
-            fits = ok & ~np.isin(catalog.maker[pool], full)
-            ok = fits if fits.any() else ok
+            if full:
+                makers = catalog.maker[pool]
+                fits = ok.copy()
+                for m in full:
+                    fits &= makers != m
+                ok = fits if fits.any() else ok
         others = np.flatnonzero(ok)
         if len(others):
             chosen = [*chosen[:place], int(pool[others[0]]), *chosen[place:]][:len(chosen)]

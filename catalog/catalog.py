@@ -141,6 +141,8 @@ class Catalog:
         self.consumable = np.array([self._is_consumable(a) for a in attributes], dtype=bool)
         self.titles_lower = [str(r["title"]).lower() for r in rows]
         self._makers: tuple[NDArray[np.int32], list[str]] | None = None
+        self._title_ids: NDArray[np.int32] | None = None
+        self._variety: tuple[NDArray[np.int32], list[str]] | None = None
         # Row masks of what shoppers say again and again ("Women", "Tshirts", "not
         # leather"): 64 MB of them at most, whatever the catalog's size.
         self._masks: BoundedLRU[NDArray[np.bool_]] = BoundedLRU(
@@ -194,6 +196,26 @@ class Catalog:
                 codes[codes == keys.get("", -2)] = -1
                 self._makers = (codes, list(keys))
         return self._makers
+
+    @property
+    def title_ids(self) -> NDArray[np.int32]:
+        """Each row's title as a number: rows with one (lower-case) title share it. Made
+        when first asked for: comparing numbers is what the variety rule needs."""
+        if self._title_ids is None:
+            ids: dict[str, int] = {}
+            self._title_ids = np.array([ids.setdefault(t, len(ids)) for t in self.titles_lower],
+                                       dtype=np.int32)
+        return self._title_ids
+
+    def variety_table(self) -> tuple[NDArray[np.int32], list[str]]:
+        """(rows x attributes) codes of every asked attribute but brand, then the maker, and
+        the names of those columns ("maker" last): what two picks can have in common, read
+        for a few dozen rows at once with one index."""
+        if self._variety is None:
+            names = [a for a in self.facet_names if a in self.codes and a != "brand"]
+            table = np.stack([*(self.codes[a] for a in names), self.maker], axis=1)
+            self._variety = (np.ascontiguousarray(table, dtype=np.int32), [*names, "maker"])
+        return self._variety
 
     def title_contains(self, term: str) -> NDArray[np.bool_]:
         """Rows whose title contains ``term`` (lower case)."""

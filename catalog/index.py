@@ -29,6 +29,9 @@ class FaissIndex:
 
     def __init__(self, vectors: NDArray[np.float32], index: faiss.Index | None = None) -> None:
         self.vectors = vectors
+        # The same memory as a plain array: indexing a memmap goes through its Python-level
+        # __getitem__ and __array_finalize__ (30 us for 60 rows, a third of it overhead).
+        self._plain = vectors.view(np.ndarray)
         self.dimensions = int(vectors.shape[1])
         if index is None:
             index = faiss.IndexFlatIP(self.dimensions)
@@ -55,6 +58,11 @@ class FaissIndex:
         if index.ntotal != len(vectors) or index.d != vectors.shape[1]:
             raise ValueError("index.faiss and vectors.npy disagree")
         return cls(vectors, index)
+
+    def rows(self, rows: NDArray[np.int64]) -> NDArray[np.float32]:
+        """A copy of the given rows' vectors."""
+        out: NDArray[np.float32] = self._plain[rows]
+        return out
 
     def scores(self, query: NDArray[np.float32], rows: NDArray[np.int64] | None = None
                ) -> NDArray[np.float32]:
