@@ -179,7 +179,8 @@ class Lexicon:
 
     def __init__(self, catalog: Catalog, synonyms: dict[str, dict[str, list[str]]]) -> None:
         self.catalog = catalog
-        self.entries: dict[tuple[str, ...], set[tuple[str, str]]] = {}
+        self.entries: dict[tuple[str, ...], tuple[tuple[str, str], ...]] = {}
+        found: dict[tuple[str, ...], set[tuple[str, str]]] = {}
         self.synonyms: dict[str, dict[str, list[str]]] = {}
         for spec in catalog.specs:
             values = catalog.values.get(spec.name, [])
@@ -193,17 +194,21 @@ class Lexicon:
                     for toks in _variants(phrase):
                         if len(toks) == 1 and (toks[0] in _STOP or len(toks[0]) < 2):
                             continue
-                        self.entries.setdefault(toks, set()).add((spec.name, value))
+                        found.setdefault(toks, set()).add((spec.name, value))
         # One phrase naming the same value in a coarse and a fine attribute ('watches' is a
         # sub-category and an article type): keep the finer one, which implies the other.
+        # Kept in one order, the finest attribute first, whatever the interpreter's string
+        # hashing: a set's order made one phrase's reasons come out in another order in
+        # another worker ("Perfumes, as you asked" before or after "Perfume and body mist").
         finer = {a: len(v) for a, v in catalog.values.items()}
-        for key, targets in self.entries.items():
+        for key, targets in found.items():
             by_value: dict[str, tuple[str, str]] = {}
             for attr, value in targets:
                 kept = by_value.get(value)
                 if kept is None or finer[attr] > finer[kept[0]]:
                     by_value[value] = (attr, value)
-            self.entries[key] = set(by_value.values())
+            self.entries[key] = tuple(sorted(by_value.values(),
+                                             key=lambda t: (-finer[t[0]], t[0], t[1])))
         self.max_len = max((len(k) for k in self.entries), default=1)
         self.fuzzy_words = sorted({k[0] for k in self.entries if len(k) == 1 and len(k[0]) >= 4})
 

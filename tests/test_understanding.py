@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 from assistant.understanding import Lexicon, SemanticMatcher, load_synonyms, understand
 from catalog.catalog import Catalog
 from catalog.embedder import CachedEmbedder
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -145,3 +153,26 @@ def test_a_pick_pointed_at(lexicon: Lexicon, text: str, ref: int | None, kind: s
     if ref is not None:  # the pointing words are not read as the product's words
         assert not u.avoid_terms and not {"second", "third", "first", "last"} \
             & set(u.positive_text.split())
+
+
+def test_one_phrase_names_its_values_in_the_same_order_in_every_worker(
+        built_data_dir: Path) -> None:
+    """A phrase naming values of two attributes ("perfume": a sub-category and an article
+    type) gives them, and so the picks' reasons, in one order in every process: each server
+    worker hashes strings with its own seed, and a set's order followed it."""
+    script = (
+        "import json, sys\n"
+        "from pathlib import Path\n"
+        "from assistant.understanding import Lexicon, load_synonyms\n"
+        "from catalog.catalog import load_catalog\n"
+        "lex = Lexicon(load_catalog(Path(sys.argv[1]), 'fashion'), load_synonyms())\n"
+        "print(json.dumps(sorted([list(k), [list(t) for t in v]] for k, v in"
+        " lex.entries.items() if len(v) > 1)))\n")
+    seen = []
+    for seed in ("1", "2", "3"):
+        out = subprocess.run([sys.executable, "-c", script, str(built_data_dir)],
+                             capture_output=True, text=True, check=True, cwd=ROOT,
+                             env={**os.environ, "PYTHONHASHSEED": seed})
+        seen.append(json.loads(out.stdout))
+    assert seen[0], "the catalog has no phrase naming two values"
+    assert seen[0] == seen[1] == seen[2]
