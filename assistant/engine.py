@@ -91,10 +91,11 @@ class Assistant:
     def warm(self) -> None:
         """Do now what the first turns would otherwise pay for: the vectors of every value
         of every attribute the assistant asks about, for matching typed answers, and who
-        makes each product (for variety)."""
+        makes each product and what two products have in common (for variety)."""
         for tools in self._tools.values():
             tools.semantic.warm(tools.catalog.facet_names)
-            tools.catalog.maker  # noqa: B018 (made when first read)
+            tools.catalog.variety_table()  # reads the makers too
+            tools.catalog.title_ids  # noqa: B018 (made when first read)
 
     # Catalog access ------------------------------------------------------------------------
     def tools(self, name: str | None) -> _CatalogTools:

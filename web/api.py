@@ -7,7 +7,6 @@ and no stack trace ever reaches a client.
 from __future__ import annotations
 
 import hmac
-import json
 import logging
 import re
 import sqlite3
@@ -20,6 +19,7 @@ from datetime import UTC, datetime, timedelta
 from functools import wraps
 from typing import Any, TypeVar
 
+import orjson
 from flask import Blueprint, Flask, Response, current_app, g, jsonify, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
@@ -159,10 +159,6 @@ def _assistant() -> Assistant:
     return svc.assistant
 
 
-def _not_json(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
-
-
 def _check_strings(data: Any) -> None:
     """Raise MalformedRequest for text that is not valid Unicode (a lone surrogate, which
     SQLite cannot store) and InvalidInput for control characters, anywhere in ``data``."""
@@ -197,8 +193,11 @@ def _parsed_body() -> Any:
         data: Any = _NO_BODY
     else:
         try:
-            data = json.loads(raw, parse_constant=_not_json)
-        except (ValueError, RecursionError):
+            # orjson is strict JSON: NaN, Infinity, a lone surrogate, a number too large for
+            # a double and nesting deeper than 1,024 are all refused (and it reads a turn's
+            # body in a tenth of the standard library's time).
+            data = orjson.loads(raw)
+        except (orjson.JSONDecodeError, RecursionError):
             raise MalformedRequest("the body is not valid JSON") from None
         _check_strings(data)
     g.json_body = data
