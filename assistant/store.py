@@ -10,6 +10,7 @@ import errno
 import logging
 import os
 import sqlite3
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -24,7 +25,8 @@ from . import jsoncodec
 from .errors import Conflict, ConversationNotFound
 from .machine import Conversation
 
-__all__ = ["MIGRATIONS", "SHOPPER_TABLES", "Store", "now_iso", "open_db", "storage_fault"]
+__all__ = ["MIGRATIONS", "SHOPPER_TABLES", "Store", "WalCheckpointer", "now_iso", "open_db",
+           "storage_fault"]
 
 log = logging.getLogger(__name__)
 
@@ -145,8 +147,10 @@ def m007_turn_writes(db: sqlite_utils.Database) -> None:
         END""")
 
 
-def open_db(path: str | Path) -> sqlite_utils.Database:
+def open_db(path: str | Path, *, autocheckpoint: bool = True) -> sqlite_utils.Database:
     """Open the database in WAL mode (readers never block the writer), apply migrations.
+    With ``autocheckpoint=False`` this connection never copies the write-ahead log back into
+    the database itself: a WalCheckpointer does it (below).
 
     When it cannot be opened for writing (a read-only data dir, a disk too full for the
     write-ahead log's files) it is opened read-only, so reads go on while every write raises
@@ -166,6 +170,8 @@ def open_db(path: str | Path) -> sqlite_utils.Database:
     conn.execute("PRAGMA synchronous=NORMAL")
     conn.execute("PRAGMA busy_timeout=15000")
     conn.execute("PRAGMA foreign_keys=ON")
+    if not autocheckpoint:
+        conn.execute("PRAGMA wal_autocheckpoint=0")
     # Deleted rows are overwritten with zeros, so a forgotten shopper's words do not linger
     # in free pages or free space inside pages of the file.
     conn.execute("PRAGMA secure_delete=ON")
@@ -177,6 +183,49 @@ def open_db(path: str | Path) -> sqlite_utils.Database:
             if MIGRATIONS.pending(db):
                 MIGRATIONS.apply(db)
     return db
+
+
+class WalCheckpointer:
+    """Copies the write-ahead log back into the database from a thread of its own.
+
+    By default the connection whose commit takes the log past 1,000 pages does the copy, and
+    its fsyncs, inside that commit: about one turn in 160 took 2-14 ms longer, holding one
+    of its worker's turn slots meanwhile (p99.9 of a turn's save 7.8 ms against 1.2 ms
+    without). Connections opened with ``autocheckpoint=False`` leave it to this thread, which
+    copies what is there every ``interval`` seconds, never waiting for readers or writers
+    (PASSIVE), and reopens its connection after any error (a full or read-only disk)."""
+
+    def __init__(self, path: str | Path, interval: float = 0.5) -> None:
+        self.path = Path(path)
+        self.interval = interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="wal-checkpoint", daemon=True)
+        self.checkpoints = 0
+
+    def start(self) -> WalCheckpointer:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        conn: sqlite3.Connection | None = None
+        while not self._stop.wait(self.interval):
+            try:
+                if conn is None:
+                    conn = sqlite3.connect(str(self.path), timeout=1, isolation_level=None,
+                                           check_same_thread=False)
+                conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+                self.checkpoints += 1
+            except sqlite3.Error as exc:
+                log.debug("WAL checkpoint of %s failed: %s", self.path, exc)
+                if conn is not None:
+                    conn.close()
+                conn = None
+        if conn is not None:
+            conn.close()
 
 
 def _wal(conn: sqlite3.Connection) -> None:

@@ -22,7 +22,7 @@ from flask.sessions import SessionInterface
 from werkzeug.sansio.response import Response
 
 from assistant.engine import Assistant, Settings
-from assistant.store import Store, open_db
+from assistant.store import Store, WalCheckpointer, open_db
 from catalog.catalog import (
     BUNDLED,
     Catalog,
@@ -47,6 +47,7 @@ class Services:
     data_dir: Path
     api_key: str
     assistant: Assistant | None = None
+    checkpointer: WalCheckpointer | None = None
     ready: threading.Event = field(default_factory=threading.Event)
     error: str | None = None
     _local: threading.local = field(default_factory=threading.local)
@@ -66,7 +67,7 @@ class Services:
             db.conn.close()
             db = None
         if db is None:
-            db = open_db(self.db_path)
+            db = open_db(self.db_path, autocheckpoint=self.checkpointer is None)
             self._local.db = db
             self._local.opened = time.monotonic()
         return db
@@ -136,6 +137,9 @@ def build_services(config: Mapping[str, Any]) -> Services:
 
     if config.get("MATH_THREADS"):
         _limit_math_threads(int(config["MATH_THREADS"]))
+    if config.get("CHECKPOINT_S"):
+        # The server's turns leave copying the write-ahead log to this thread.
+        svc.checkpointer = WalCheckpointer(svc.db_path, float(config["CHECKPOINT_S"])).start()
 
     def load() -> None:
         try:
@@ -252,6 +256,7 @@ def create_app(config: Mapping[str, Any] | None = None, *,
         ACTIVE_TURNS=2,
         QUEUED_TURNS=48,
         QUEUE_WAIT_S=3.0,
+        CHECKPOINT_S=None,
         TORCH_THREADS=None,
         EMBEDDER=os.environ.get("SHOPPER_EMBEDDER") or None,
         ONNX_DIR=os.environ.get("SHOPPER_ONNX_DIR") or None,

@@ -132,6 +132,7 @@ def _serve(args: argparse.Namespace) -> int:
         "QUEUED_TURNS": args.queued_turns,
         "QUEUE_WAIT_S": args.queue_wait,
         "ANON_RATE_PER_MINUTE": args.anon_conversations_per_minute,
+        "CHECKPOINT_S": 0.5,
         "LOG_TEXT": log_text(),
     })
 
