@@ -448,10 +448,12 @@ class Assistant:
                 return turn
             ctx["prices_missing"] = True
         elif cheaper:
-            last = [cheaper_than] if cheaper_than is not None else \
-                [p.price for p in map(cat.product, ctx.get("last_picks", []))
-                 if p is not None and p.price is not None] \
-                or ctx.get("last_picks_prices", [])  # saved before 3 Dec 2026
+            if cheaper_than is not None:
+                last = [cheaper_than]
+            else:
+                last = [p.price for p in map(cat.product, ctx.get("last_picks", []))
+                        if p is not None and p.price is not None] \
+                    or ctx.get("last_picks_prices", [])  # saved before 3 Dec 2026
             floor = min([*last, *(x for x in [ctx.get("below_price")] if x is not None)],
                         default=None)
             if floor is not None:

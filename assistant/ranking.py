@@ -125,7 +125,7 @@ def _soft_scores(catalog: Catalog, rows: NDArray[np.int64], c: Constraints
     if c.liked_ids:
         liked = [catalog.row_of[p] for p in c.liked_ids if p in catalog.row_of]
         if liked:
-            centroid = np.asarray(catalog.index.vectors[liked]).mean(axis=0)
+            centroid = catalog.index.rows(np.asarray(liked, dtype=np.int64)).mean(axis=0)
             bonus += 0.1 * catalog.index.scores(centroid, rows)
     if c.cheap and catalog.has_prices:
         prices = catalog.prices[rows]

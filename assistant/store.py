@@ -25,8 +25,8 @@ from . import jsoncodec
 from .errors import Conflict, ConversationNotFound
 from .machine import Conversation
 
-__all__ = ["MIGRATIONS", "SHOPPER_TABLES", "Store", "WalCheckpointer", "now_iso", "open_db",
-           "storage_fault"]
+__all__ = ["CHECKPOINT_INTERVAL_S", "MIGRATIONS", "SHOPPER_TABLES", "Store", "WalCheckpointer",
+           "now_iso", "open_db", "storage_fault"]
 
 log = logging.getLogger(__name__)
 
@@ -185,6 +185,10 @@ def open_db(path: str | Path, *, autocheckpoint: bool = True) -> sqlite_utils.Da
     return db
 
 
+#: How often the server's WalCheckpointer copies the write-ahead log back (seconds).
+CHECKPOINT_INTERVAL_S = 0.5
+
+
 class WalCheckpointer:
     """Copies the write-ahead log back into the database from a thread of its own.
 
@@ -195,7 +199,7 @@ class WalCheckpointer:
     copies what is there every ``interval`` seconds, never waiting for readers or writers
     (PASSIVE), and reopens its connection after any error (a full or read-only disk)."""
 
-    def __init__(self, path: str | Path, interval: float = 0.5) -> None:
+    def __init__(self, path: str | Path, interval: float = CHECKPOINT_INTERVAL_S) -> None:
         self.path = Path(path)
         self.interval = interval
         self._stop = threading.Event()

@@ -107,6 +107,8 @@ def _serve(args: argparse.Namespace) -> int:
     from granian import Granian
     from granian.constants import HTTPModes, Interfaces
 
+    from assistant.store import CHECKPOINT_INTERVAL_S
+
     data_dir = _data_dir(args.data_dir)
     data_dir.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -132,7 +134,7 @@ def _serve(args: argparse.Namespace) -> int:
         "QUEUED_TURNS": args.queued_turns,
         "QUEUE_WAIT_S": args.queue_wait,
         "ANON_RATE_PER_MINUTE": args.anon_conversations_per_minute,
-        "CHECKPOINT_S": 0.5,
+        "CHECKPOINT_S": CHECKPOINT_INTERVAL_S,
         "LOG_TEXT": log_text(),
     })
 
