@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +12,7 @@ import pytest
 
 from catalog.catalog import Catalog, CatalogCorrupt, CatalogNotBuilt, ensure_catalog, load_catalog
 from catalog.embedder import CachedEmbedder
+from catalog.index import limit_threads
 
 
 def test_facets_are_the_attributes_worth_asking(fashion: Catalog, myntra: Catalog) -> None:
@@ -27,6 +30,45 @@ def test_index_finds_what_the_words_mean(fashion: Catalog, embedder: CachedEmbed
     rows = np.flatnonzero(fashion.codes["gender"] == fashion.code_of["gender"]["Women"])
     sub = fashion.index.search(q, 5, rows=rows)
     assert all(fashion.products[h.row].attributes["gender"] == "Women" for h in sub)
+
+
+def _cpu_by_thread() -> dict[int, int]:
+    """Clock ticks of CPU each thread of this process has used (Linux /proc)."""
+    out = {}
+    for task in os.listdir("/proc/self/task"):
+        try:
+            fields = open(f"/proc/self/task/{task}/stat").read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # the thread ended
+        out[int(task)] = int(fields[11]) + int(fields[12])  # utime + stime
+    return out
+
+
+def test_scoring_in_a_request_thread_keeps_to_one_thread(fashion: Catalog) -> None:
+    """What `serve --math-threads 1` promises holds in the threads that answer requests, not
+    only in the one that set it: scoring a large subset uses no second, spinning thread."""
+    limit_threads(1)
+    q = fashion.index.rows(np.array([0]))[0]
+    rows = np.resize(np.arange(len(fashion), dtype=np.int64), 40_000)  # rows may repeat
+    seen: dict[str, object] = {}
+
+    def request_thread() -> None:
+        fashion.index.scores(q, rows)
+        before = _cpu_by_thread()
+        for _ in range(400):
+            fashion.index.scores(q, rows)
+        after = _cpu_by_thread()
+        seen["tid"] = threading.get_native_id()
+        seen["used"] = {t: after[t] - before.get(t, 0) for t in after}
+
+    t = threading.Thread(target=request_thread)
+    t.start()
+    t.join()
+    used: dict[int, int] = seen["used"]  # type: ignore[assignment]
+    own = used.pop(seen["tid"])  # type: ignore[arg-type]
+    assert own >= 20, "too little work to tell"
+    helpers = {tid: ticks for tid, ticks in used.items() if ticks > own // 3}
+    assert not helpers, f"other threads worked along: {helpers} ticks against {own}"
 
 
 def test_durable_and_consumable_kinds(fashion: Catalog) -> None:

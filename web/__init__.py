@@ -32,6 +32,7 @@ from catalog.catalog import (
     load_catalog,
 )
 from catalog.embedder import CachedEmbedder, Embedder, SentenceTransformerEmbedder
+from catalog.index import limit_threads as limit_faiss_threads
 from catalog.onnx_model import check_texts_from, onnx_dir, query_embedder
 
 __all__ = ["Services", "build_services", "create_app", "services"]
@@ -115,12 +116,14 @@ def _load_catalogs(data_dir: Path, embedder: Embedder, build: bool) -> dict[str,
 
 
 def _limit_math_threads(n: int) -> None:
-    """Cap numpy's BLAS pools (process-wide) and OpenMP (for the calling thread) at ``n``
-    threads. A worker answers one turn per request thread; threads of its own inside a
-    matrix product only fight the other worker for the cores."""
+    """Cap numpy's BLAS pools (process-wide), OpenMP (for the calling thread) and faiss's
+    OpenMP (in every thread that searches) at ``n`` threads. A worker answers one turn per
+    request thread; threads of its own inside a matrix product only fight the other worker
+    for the cores."""
     from threadpoolctl import threadpool_limits
 
     threadpool_limits(limits=n)
+    limit_faiss_threads(n)
 
 
 def build_services(config: Mapping[str, Any]) -> Services:
@@ -256,6 +259,7 @@ def create_app(config: Mapping[str, Any] | None = None, *,
         ACTIVE_TURNS=2,
         QUEUED_TURNS=48,
         QUEUE_WAIT_S=3.0,
+        REBALANCE_EVERY=0,
         CHECKPOINT_S=None,
         TORCH_THREADS=None,
         EMBEDDER=os.environ.get("SHOPPER_EMBEDDER") or None,
