@@ -330,6 +330,43 @@ def test_a_rush_is_refused_honestly_and_loses_nothing(app) -> None:  # type: ign
             assert len(kept["turns"]) == 2
 
 
+def test_a_crowded_worker_hands_connections_on(app) -> None:  # type: ignore[no-untyped-def]
+    """When turns queue up in this worker, some answers ask the client to reconnect
+    (``Connection: close``), so its next request may go to a less busy worker; every turn is
+    still answered and kept, and an uncrowded worker keeps its connections."""
+    import threading
+
+    app.config.update(ACTIVE_TURNS=1, QUEUED_TURNS=48, QUEUE_WAIT_S=10.0, REBALANCE_EVERY=1)
+    app.extensions.pop("shopper_admission", None)
+    chats = [Chat(app.test_client(), "running shoes") for _ in range(12)]
+    results: list[tuple[Chat, int, str]] = []
+    lock = threading.Lock()
+    start = threading.Barrier(len(chats))
+
+    def send(c: Chat) -> None:
+        start.wait()
+        r = c.client.post(f"/api/v1/conversations/{c.id}/turns",
+                          json={"text": "in blue for women"}, headers=c.headers)
+        with lock:
+            results.append((c, r.status_code, r.headers.get("Connection", "")))
+
+    threads = [threading.Thread(target=send, args=(c,)) for c in chats]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert [code for _, code, _ in results] == [200] * len(chats)
+    assert "close" in {conn for _, _, conn in results}
+    for c, _, _ in results:
+        kept = c.client.get(f"/api/v1/conversations/{c.id}", headers=c.headers)
+        assert len(kept.get_json()["turns"]) == 2
+    # One turn at a time, nothing waiting: the connection stays.
+    c = chats[0]
+    r = c.client.post(f"/api/v1/conversations/{c.id}/turns", json={"text": "size M"},
+                      headers=c.headers)
+    assert r.status_code == 200 and "Connection" not in r.headers
+
+
 def test_a_pick_pointed_at_in_words(chat: Any) -> None:
     c = chat("a watch for my wife, nothing gold")
     shown = {p["product_id"] for p in c.picks}
