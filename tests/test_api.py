@@ -336,7 +336,7 @@ def test_a_crowded_worker_hands_connections_on(app) -> None:  # type: ignore[no-
     still answered and kept, and an uncrowded worker keeps its connections."""
     import threading
 
-    app.config.update(ACTIVE_TURNS=1, QUEUED_TURNS=48, QUEUE_WAIT_S=10.0, REBALANCE_EVERY=1)
+    app.config.update(ACTIVE_TURNS=1, QUEUED_TURNS=48, QUEUE_WAIT_S=10.0, REBALANCE_AFTER=1)
     app.extensions.pop("shopper_admission", None)
     chats = [Chat(app.test_client(), "running shoes") for _ in range(12)]
     results: list[tuple[Chat, int, str]] = []

@@ -133,7 +133,7 @@ def _serve(args: argparse.Namespace) -> int:
         "ACTIVE_TURNS": args.active_turns,
         "QUEUED_TURNS": args.queued_turns,
         "QUEUE_WAIT_S": args.queue_wait,
-        "REBALANCE_EVERY": args.rebalance_every,
+        "REBALANCE_AFTER": args.rebalance_after,
         "ANON_RATE_PER_MINUTE": args.anon_conversations_per_minute,
         "CHECKPOINT_S": CHECKPOINT_INTERVAL_S,
         "LOG_TEXT": log_text(),
@@ -295,10 +295,10 @@ def build_parser() -> argparse.ArgumentParser:
                             "(default 48)")
     serve.add_argument("--queue-wait", type=float, default=3.0,
                        help="longest wait for a slot in seconds, then 503 (default 3)")
-    serve.add_argument("--rebalance-every", type=int, default=20, metavar="N",
-                       help="a worker with turns queued answers every Nth such turn with "
-                            "'Connection: close', so keep-alive connections move to the less "
-                            "busy worker (default 20; 0: never)")
+    serve.add_argument("--rebalance-after", type=int, default=250, metavar="N",
+                       help="a worker answers with 'Connection: close' each time its turns "
+                            "have seen N turns waiting behind them, so keep-alive "
+                            "connections move from a crowded worker (default 250; 0: never)")
     serve.add_argument("--anon-conversations-per-minute", type=int,
                        default=int(os.environ.get("SHOPPER_ANON_RATE_PER_MINUTE", 60)),
                        help="new conversations without a shopper id one address may start a "

@@ -78,6 +78,7 @@ class Phase:
     ok_in_window: int = 0
     shed: list[float] = field(default_factory=list)        # latencies of proper 503s
     bad_shed: int = 0                                      # 503 without Retry-After/problem
+    reconnects: int = 0                                    # answers with Connection: close
     errors: dict[str, int] = field(default_factory=dict)
     error_examples: list[str] = field(default_factory=list)
     convs: list[Conv] = field(default_factory=list)
@@ -252,6 +253,8 @@ async def _shopper_loop(ph: Phase, port: int, seed: int, start: float, deadline:
                 ph.error(str(exc).split(":", 1)[0], f"{method} {path}: {exc}")
                 return None
             t1 = time.monotonic()
+            if hdrs.get("connection", "").lower() == "close":
+                ph.reconnects += 1  # a crowded worker handing the connection on
             if status == 503:
                 if _shed_ok(hdrs, raw):
                     ph.shed.append(t1 - t0)
@@ -373,6 +376,7 @@ def run_phase(server: ServerProcess, shoppers: int, seconds: float, timeout: flo
         "shed_503": len(ph.shed), "latency_503": summary(ph.shed),
         "retry_after_values": sorted(ph.retry_after),
         "bad_503": ph.bad_shed, "errors": sum(ph.errors.values()),
+        "reconnects_asked": ph.reconnects,
         "errors_by_kind": ph.errors, "error_examples": ph.error_examples,
         "conversations": len(ph.convs),
         "turns_per_conversation": round(sum(turns) / len(turns), 2) if turns else 0,
@@ -409,7 +413,8 @@ def report(fig: dict[str, Any]) -> str:
         per = ", ".join(f"pid {pid}: peak {m.get('VmHWM')} MiB (anon {m.get('RssAnon')}), "
                         f"{split.get(pid, '?')} s CPU"
                         for pid, m in ph["server_memory"]["processes"].items())
-        lines.append(f"{ph['shoppers']} shoppers, {ph['mode']}: {per}; turns {ph['turn_kinds']}")
+        lines.append(f"{ph['shoppers']} shoppers, {ph['mode']}: {per}; turns {ph['turn_kinds']}; "
+                     f"{ph['reconnects_asked']} answers asked to reconnect")
         if ph["latency_from_schedule"]:
             lines.append(f"  from the schedule: p50 {ph['latency_from_schedule']['p50_ms']} ms, "
                          f"p99 {ph['latency_from_schedule']['p99_ms']} ms; sent behind "
