@@ -370,12 +370,13 @@ class _Admission:
 
     A crowded worker also hands connections on. A keep-alive connection stays with the
     worker that accepted it, so each worker is a queue of its own, and how the connections
-    happened to fall decided the tail: 64 shoppers' connections split up to 59/41, and the
-    busier worker's p99 was twice the other's. Each finished turn adds the number of turns
-    waiting behind it to a count; each time the count passes ``rebalance_after``, that
-    answer carries ``Connection: close``, the client's next request opens a new connection
-    and either worker may accept it. A worker with a longer queue so hands connections on
-    more often, in proportion to its queue, and the queues even out. 0 turns it off;
+    happened to fall decided the tail: 64 shoppers' connections split up to 59/41, and in
+    one run the busier worker's p99 wait for a slot was twice the other's. Each finished
+    turn adds the number of turns waiting behind it to a count; each time the count passes
+    ``rebalance_after``, that answer carries ``Connection: close``, the client's next
+    request opens a new connection and either worker may accept it. A worker with a longer
+    queue so hands connections on more often, in proportion to its queue, and the queues
+    even out. 0 turns it off;
     serve's default, 250, asked about one client a second to reconnect at 500 turns/s and
     85 a second in the closed loop, where every request waits. (Closing once in 20 turns
     that ended with two or more waiting did not even them out: when both workers are always
