@@ -294,74 +294,66 @@ def test_waiting_turns_are_served_in_the_order_they_came() -> None:
         pass
 
 
-def test_a_rush_is_refused_honestly_and_loses_nothing(app) -> None:  # type: ignore[no-untyped-def]
-    """One turn computes at a time and none may wait: of a burst of turns at once, those
-    refused get 503 + Retry-After with a plain message, and only answered turns are kept."""
+def _burst(app, n: int = 12) -> list[tuple[Chat, Any]]:  # type: ignore[no-untyped-def]
+    """n conversations, then one turn of each sent at the same moment from n threads: each
+    conversation with its answer."""
     import threading
 
-    app.config.update(ACTIVE_TURNS=1, QUEUED_TURNS=0, QUEUE_WAIT_S=0.0)
-    app.extensions.pop("shopper_admission", None)
-    chats = [Chat(app.test_client(), "running shoes") for _ in range(12)]
-    results: list[tuple[Chat, int, dict]] = []  # type: ignore[type-arg]
+    chats = [Chat(app.test_client(), "running shoes") for _ in range(n)]
+    results: list[tuple[Chat, Any]] = []
     lock = threading.Lock()
-    start = threading.Barrier(len(chats))
+    start = threading.Barrier(n)
 
     def send(c: Chat) -> None:
         start.wait()
         r = c.client.post(f"/api/v1/conversations/{c.id}/turns",
                           json={"text": "in blue for women"}, headers=c.headers)
         with lock:
-            results.append((c, r.status_code, {**r.get_json(), "_h": dict(r.headers)}))
+            results.append((c, r))
 
     threads = [threading.Thread(target=send, args=(c,)) for c in chats]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    codes = sorted(code for _, code, _ in results)
+    return results
+
+
+def _kept_turns(c: Chat) -> int:
+    return len(c.client.get(f"/api/v1/conversations/{c.id}", headers=c.headers)
+               .get_json()["turns"])
+
+
+def test_a_rush_is_refused_honestly_and_loses_nothing(app) -> None:  # type: ignore[no-untyped-def]
+    """One turn computes at a time and none may wait: of a burst of turns at once, those
+    refused get 503 + Retry-After with a plain message, and only answered turns are kept."""
+    app.config.update(ACTIVE_TURNS=1, QUEUED_TURNS=0, QUEUE_WAIT_S=0.0)
+    app.extensions.pop("shopper_admission", None)
+    results = _burst(app)
+    codes = sorted(r.status_code for _, r in results)
     assert set(codes) <= {200, 503} and 200 in codes and 503 in codes, codes
-    for c, code, body in results:
-        kept = c.client.get(f"/api/v1/conversations/{c.id}", headers=c.headers).get_json()
-        if code == 503:
+    for c, r in results:
+        if r.status_code == 503:
+            body = r.get_json()
             assert body["status"] == 503 and "busy" in body["detail"]
-            assert int(body["_h"]["Retry-After"]) > 0
-            assert len(kept["turns"]) == 1  # only the opening: the refused turn left no trace
+            assert int(r.headers["Retry-After"]) > 0
+            assert _kept_turns(c) == 1  # only the opening: the refused turn left no trace
         else:
-            assert len(kept["turns"]) == 2
+            assert _kept_turns(c) == 2
 
 
 def test_a_crowded_worker_hands_connections_on(app) -> None:  # type: ignore[no-untyped-def]
     """When turns queue up in this worker, some answers ask the client to reconnect
     (``Connection: close``), so its next request may go to a less busy worker; every turn is
     still answered and kept, and an uncrowded worker keeps its connections."""
-    import threading
-
     app.config.update(ACTIVE_TURNS=1, QUEUED_TURNS=48, QUEUE_WAIT_S=10.0, REBALANCE_AFTER=1)
     app.extensions.pop("shopper_admission", None)
-    chats = [Chat(app.test_client(), "running shoes") for _ in range(12)]
-    results: list[tuple[Chat, int, str]] = []
-    lock = threading.Lock()
-    start = threading.Barrier(len(chats))
-
-    def send(c: Chat) -> None:
-        start.wait()
-        r = c.client.post(f"/api/v1/conversations/{c.id}/turns",
-                          json={"text": "in blue for women"}, headers=c.headers)
-        with lock:
-            results.append((c, r.status_code, r.headers.get("Connection", "")))
-
-    threads = [threading.Thread(target=send, args=(c,)) for c in chats]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert [code for _, code, _ in results] == [200] * len(chats)
-    assert "close" in {conn for _, _, conn in results}
-    for c, _, _ in results:
-        kept = c.client.get(f"/api/v1/conversations/{c.id}", headers=c.headers)
-        assert len(kept.get_json()["turns"]) == 2
+    results = _burst(app)
+    assert [r.status_code for _, r in results] == [200] * len(results)
+    assert "close" in {r.headers.get("Connection") for _, r in results}
+    assert all(_kept_turns(c) == 2 for c, _ in results)
     # One turn at a time, nothing waiting: the connection stays.
-    c = chats[0]
+    c = results[0][0]
     r = c.client.post(f"/api/v1/conversations/{c.id}/turns", json={"text": "size M"},
                       headers=c.headers)
     assert r.status_code == 200 and "Connection" not in r.headers
