@@ -179,8 +179,9 @@ def select_diverse(catalog: Catalog, ranked: Ranked, k: int, pinned: set[str],
     # Likeness of every pair in the pool, once: half vector cosine, half the share of
     # attributes (known on both sides) the two have in common.
     likeness = 0.5 * (vecs @ vecs.T).astype(np.float64)
+    pool_table = table[pool]
     if keep:
-        codes = table[pool][:, keep].T  # (attrs, pool)
+        codes = pool_table[:, keep].T  # (attrs, pool)
         same = (codes[:, :, None] == codes[:, None, :]) & (codes >= 0)[:, :, None]
         likeness += 0.5 * (np.count_nonzero(same, axis=0) / len(keep))
     # Two products under one name look like one product shown twice (4 in 10 of the
@@ -192,7 +193,7 @@ def select_diverse(catalog: Catalog, ranked: Ranked, k: int, pinned: set[str],
     # shopper named it: "a blue t-shirt for men" found four Mr. Men T-shirts of five.
     if "brand" in pinned:
         maker_cap = None
-    makers = catalog.maker[pool] if maker_cap else np.full(len(pool), -1)
+    makers = pool_table[:, -1] if maker_cap else np.full(len(pool), -1)  # the maker column
     capped = np.zeros(len(pool), dtype=bool)
     chosen: list[int] = []
     per_maker: Counter[int] = Counter()

@@ -122,9 +122,9 @@ class FaissIndex:
         """The k nearest products, over the whole index or only over ``rows``."""
         if k <= 0 or len(self) == 0:
             return []
-        _limit_this_thread()
         q = np.asarray(query, dtype=np.float32).reshape(1, -1)
         if rows is None:
+            _limit_this_thread()  # (over rows, scores() does it)
             scores, ids = self.index.search(q, min(k, len(self)))
             return [Hit(int(i), float(s)) for i, s in zip(ids[0], scores[0], strict=True) if i >= 0]
         if len(rows) == 0:

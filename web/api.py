@@ -376,14 +376,13 @@ class _Admission:
     ``rebalance_after``, that answer carries ``Connection: close``, the client's next
     request opens a new connection and either worker may accept it. A worker with a longer
     queue so hands connections on more often, in proportion to its queue, and the queues
-    even out. 0 turns it off;
-    serve's default, 250, asked about one client a second to reconnect at 500 turns/s and
-    85 a second in the closed loop, where every request waits. (Closing once in 20 turns
-    that ended with two or more waiting did not even them out: when both workers are always
-    busy both closed at one rate, the split walked at random, and 64 closed-loop shoppers
-    got 11 answers of 503, one worker having come to hold more connections than it lets
-    wait. Closing after every turn that waited over 10 ms, 85 % of them on a slow minute,
-    cost more in new connections than it saved.)"""
+    even out. 0 turns it off; serve's default, 250, asked about one client a second to
+    reconnect at 500 turns/s and 85 a second in the closed loop, where every request waits.
+    (Closing once in 20 turns that ended with two or more waiting did not even them out:
+    when both workers are always busy both closed at one rate, the split walked at random,
+    and 64 closed-loop shoppers got 11 answers of 503, one worker having come to hold more
+    connections than it lets wait. Closing after every turn that waited over 10 ms, 85 % of
+    them on a slow minute, cost more in new connections than it saved.)"""
 
     def __init__(self, active: int, queue: int, wait_s: float,
                  rebalance_after: int = 0) -> None:
@@ -421,12 +420,12 @@ class _Admission:
 
     def __exit__(self, *exc: object) -> None:
         with self._lock:
-            if self._rebalance_after and self._waiters:
-                self._waits_seen += len(self._waiters)
-                if self._waits_seen >= self._rebalance_after:
-                    self._waits_seen = 0
-                    g.reconnect = True  # see _hand_on_connection
             if self._waiters:
+                if self._rebalance_after:
+                    self._waits_seen += len(self._waiters)
+                    if self._waits_seen >= self._rebalance_after:
+                        self._waits_seen = 0
+                        g.reconnect = True  # see _hand_on_connection
                 self._waiters.popleft().release()  # the slot passes on, still taken
             else:
                 self._free += 1
