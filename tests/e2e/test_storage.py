@@ -63,6 +63,18 @@ def assert_storage_503(status: int, headers: Message, body: Any, fault: str) -> 
     assert int(headers["Retry-After"]) > 0
 
 
+def _send_until_refused(server: Server, method: str, path: str, body: Any,
+                        auth: str | None) -> int:
+    """Send one write again and again until the full disk refuses it; returns how many
+    were answered before that."""
+    for answered in range(500):
+        status, headers, reply = server.request(method, path, body, auth)
+        if status not in (200, 201):
+            assert_storage_503(status, headers, reply, "full")
+            return answered
+    raise AssertionError(f"{method} {path} was never refused: the disk never filled up")
+
+
 def test_full_disk_then_read_only_data_dir(tmp_path: Path, built_data_dir: Path,
                                            small_disk: Path,
                                            new_server: Callable[..., Server]) -> None:
@@ -84,33 +96,30 @@ def test_full_disk_then_read_only_data_dir(tmp_path: Path, built_data_dir: Path,
 
     filler = fill(small_disk)
     # SQLite's write-ahead log may still have room: once checkpointed, its next writes go
-    # over frames it already holds, and a write that needs no new block succeeds, as it
-    # should, and is kept. Turns go on being answered until the log must grow; from then on
-    # every write is refused.
-    answered = 0
-    while True:
-        status, headers, body = server.request(
-            "POST", f"/api/v1/conversations/{cid}/turns", {"action": "more"}, token)
-        if status != 200:
-            assert_storage_503(status, headers, body, "full")
-            break
-        answered += 1
-        assert answered < 500, "the disk never filled up"
+    # over frames it already holds, and a failed commit leaves the blocks it did write for
+    # the next one. A write that needs no new block succeeds, as it should, and is kept. So
+    # each kind of write is sent until it is refused, and every answer before that is checked
+    # to have been kept; the refusal must be the honest 503 that changed nothing.
     writes = [
-        ("POST", f"/api/v1/conversations/{cid}/turns", {"text": "in black please"}, token),
         ("POST", f"/api/v1/conversations/{cid}/turns", {"action": "more"}, token),
+        ("POST", f"/api/v1/conversations/{cid}/turns", {"text": "in black please"}, token),
         ("POST", "/api/v1/conversations", {"channel": "web", "text": "a red dress"}, None),
         ("PUT", "/api/v1/shoppers/disk-shopper/preferences",
          {"attribute": "colour", "value": "Black", "polarity": "avoid"}, KEY),
         ("POST", "/api/v1/shoppers/disk-shopper/events",
          {"type": "search", "query": "green scarf"}, KEY),
     ]
-    for method, path, body, auth in writes:
-        assert_storage_503(*server.request(method, path, body, auth), "full")
+    answered = [_send_until_refused(server, *write) for write in writes]
+    turns_answered = answered[0] + answered[1]
     # Reads go on, the turns answered are kept, and the failed ones left nothing behind.
     status, during = server.call("GET", f"/api/v1/conversations/{cid}", token=token)
     assert status == 200 and during["turns"][:len(before["turns"])] == before["turns"]
-    assert len(during["turns"]) == len(before["turns"]) + answered
+    assert len(during["turns"]) == len(before["turns"]) + turns_answered
+    status, export = server.call("GET", "/api/v1/shoppers/disk-shopper/export", token=KEY)
+    assert status == 200
+    assert sum(e["query"] == "green scarf" for e in export["tables"]["events"]) == answered[4]
+    assert any(p["value"] == "Black" and p["polarity"] == "avoid"
+               for p in export["tables"]["preferences"]) == (answered[3] > 0)
     for path in ("/healthz", "/api/v1/search?q=blue+jeans", "/api/v1/products/15970",
                  "/api/v1/shoppers/disk-shopper/profile", "/api/v1/shoppers/disk-shopper/export"):
         status, body = server.call("GET", path, token=KEY)
@@ -123,7 +132,7 @@ def test_full_disk_then_read_only_data_dir(tmp_path: Path, built_data_dir: Path,
                                {"text": "in black please"}, token)
     assert status == 200, turn
     status, after = server.call("GET", f"/api/v1/conversations/{cid}", token=token)
-    assert len(after["turns"]) == len(before["turns"]) + answered + 1
+    assert len(after["turns"]) == len(before["turns"]) + turns_answered + 1
     server.stop()
     with sqlite3.connect(small_disk / "shopper.db") as db:
         assert db.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
