@@ -93,6 +93,30 @@ def machine() -> dict[str, Any]:
             "date": datetime.now(UTC).isoformat(timespec="seconds")}
 
 
+def machine_cpu() -> list[int]:
+    """The machine's CPU time counters so far (/proc/stat, all cores; empty if unreadable)."""
+    try:
+        fields = Path("/proc/stat").read_text().splitlines()[0].split()
+    except (OSError, IndexError):
+        return []
+    return [int(x) for x in fields[1:9]]  # user nice system idle iowait irq softirq steal
+
+
+def machine_cpu_since(before: list[int]) -> dict[str, Any]:
+    """Share of the machine's CPU time since ``before`` that was busy (every process on it)
+    and that the hypervisor stole (a host busy with other guests shows here)."""
+    after = machine_cpu()
+    if not before or not after:
+        return {"busy_pct": None, "steal_pct": None, "iowait_pct": None,
+                "cores": os.cpu_count()}
+    d = [a - b for a, b in zip(after, before, strict=True)]
+    total = sum(d) or 1
+    user, nice, system, idle, iowait, irq, softirq, steal = d
+    return {"busy_pct": round(100 * (user + nice + system + irq + softirq) / total, 1),
+            "steal_pct": round(100 * steal / total, 2),
+            "iowait_pct": round(100 * iowait / total, 2), "cores": os.cpu_count()}
+
+
 def final_json(figures: dict[str, Any]) -> str:
     """The last line every benchmark prints."""
     return json.dumps(figures, sort_keys=True, default=str)

@@ -47,6 +47,8 @@ from .common import (
     catalogs_built,
     final_json,
     machine,
+    machine_cpu,
+    machine_cpu_since,
     remove_scratch,
     scratch_data_dir,
     summary,
@@ -74,6 +76,8 @@ class Phase:
     rate: float = 0.0                                      # offered turns/s; 0 = closed loop
     ok: list[float] = field(default_factory=list)          # latencies of 200/201 (from send)
     ok_scheduled: list[float] = field(default_factory=list)  # the same, from the schedule
+    ok_at: list[float] = field(default_factory=list)       # when each came back (monotonic)
+    start: float = 0.0
     behind: list[float] = field(default_factory=list)      # send time - scheduled time
     ok_in_window: int = 0
     shed: list[float] = field(default_factory=list)        # latencies of proper 503s
@@ -268,6 +272,7 @@ async def _shopper_loop(ph: Phase, port: int, seed: int, start: float, deadline:
                 return None
             if status in (200, 201):
                 ph.ok.append(t1 - t0)
+                ph.ok_at.append(t1)
                 if scheduled is not None:
                     ph.ok_scheduled.append(t1 - min(scheduled, t0))
                 if t1 <= deadline:
@@ -305,7 +310,7 @@ async def _shopper_loop(ph: Phase, port: int, seed: int, start: float, deadline:
 
 async def _drive(ph: Phase, port: int, seed: int, timeout: float, myntra_share: float,
                  catalogs: list[str]) -> None:
-    start = time.monotonic()
+    start = ph.start = time.monotonic()
     deadline = start + ph.seconds
     await asyncio.gather(*(
         _shopper_loop(ph, port, seed * 100003 + i, start, deadline, timeout, myntra_share,
@@ -354,12 +359,14 @@ def run_phase(server: ServerProcess, shoppers: int, seconds: float, timeout: flo
               rate: float = 0.0) -> dict[str, Any]:
     ph = Phase(shoppers, seconds, rate)
     server.cpu_seconds()  # the server's CPU is counted from here
+    machine0 = machine_cpu()
     cpu0, start = time.process_time(), time.monotonic()
     asyncio.run(asyncio.wait_for(_drive(ph, server.port, seed, timeout, myntra_share, catalogs),
                                  seconds + timeout + 30))
     drained = time.monotonic() - start
     client_cpu = time.process_time() - cpu0
     server_cpu = server.cpu_seconds()
+    machine_use = machine_cpu_since(machine0)
     memory = server.memory()
     check = _verify(server.port, list(ph.convs), timeout)
     turns = [c.answered for c in ph.convs]
@@ -387,7 +394,21 @@ def run_phase(server: ServerProcess, shoppers: int, seconds: float, timeout: flo
                 "client_ms_per_request": round(1000 * client_cpu / requests, 2)
                 if requests else None},
         "verify": check, "server_memory": memory,
+        # The whole machine while the phase ran (every process, not only ours), and the p99
+        # of each 10 s: a run that went bad shows when, and whether the host took the CPU.
+        "machine_cpu": machine_use,
+        "p99_by_10s_ms": _p99_by_window(ph, 10.0),
     }
+
+
+def _p99_by_window(ph: Phase, window: float) -> list[float | None]:
+    """The p99 latency of the answers that came back in each ``window`` seconds."""
+    buckets: list[list[float]] = [[] for _ in range(max(int(ph.seconds // window), 1))]
+    for latency, at in zip(ph.ok, ph.ok_at, strict=True):
+        i = int((at - ph.start) // window)
+        if 0 <= i < len(buckets):
+            buckets[i].append(latency)
+    return [summary(b)["p99_ms"] if b else None for b in buckets]
 
 
 def report(fig: dict[str, Any]) -> str:
@@ -415,6 +436,10 @@ def report(fig: dict[str, Any]) -> str:
                         for pid, m in ph["server_memory"]["processes"].items())
         lines.append(f"{ph['shoppers']} shoppers, {ph['mode']}: {per}; turns {ph['turn_kinds']}; "
                      f"{ph['reconnects_asked']} answers asked to reconnect")
+        use = ph["machine_cpu"]
+        lines.append(f"  p99 by 10 s (ms): {ph['p99_by_10s_ms']}; the machine meanwhile: "
+                     f"{use['busy_pct']} % busy of {use['cores']} cores, steal "
+                     f"{use['steal_pct']} %")
         if ph["latency_from_schedule"]:
             lines.append(f"  from the schedule: p50 {ph['latency_from_schedule']['p50_ms']} ms, "
                          f"p99 {ph['latency_from_schedule']['p99_ms']} ms; sent behind "
