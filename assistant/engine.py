@@ -20,6 +20,7 @@ import numpy as np
 
 from catalog.catalog import Catalog
 from catalog.embedder import Embedder
+from catalog.lru import BoundedLRU
 
 from . import memory
 from . import preferences as prefs
@@ -32,7 +33,7 @@ from .errors import (
 from .machine import Conversation, MachineError
 from .messages import compose_message
 from .questions import Question, choose_question, options_for
-from .ranking import Constraints, candidates, hard_mask, pick_json, rank
+from .ranking import Constraints, Ranked, candidates, hard_mask, pick_json, rank
 from .store import Store, now_iso
 from .understanding import Lexicon, SemanticMatcher, Understanding, load_synonyms, understand
 
@@ -62,11 +63,50 @@ class Settings:
     session_hours: float = 4.0
 
 
+#: What the same words and the same constraints always give, kept per catalog and worker: a
+#: rush brings the same openings again and again ("something for my wife" weighs 18k
+#: products and counts their facets). At most this many plans, and this many bytes of them.
+PLAN_CACHE_SIZE = 1024
+PLAN_CACHE_BYTES = 16 << 20
+
+_Plan = tuple[np.ndarray[Any, Any], np.ndarray[Any, Any], np.ndarray[Any, Any]]
+
+
 @dataclass
 class _CatalogTools:
     catalog: Catalog
     lexicon: Lexicon
     semantic: SemanticMatcher
+    # (allowed rows, candidate rows, their scores) and the question over them, by _plan_key
+    plans: BoundedLRU[_Plan] = field(
+        default_factory=lambda: BoundedLRU(PLAN_CACHE_SIZE, PLAN_CACHE_BYTES))
+    questions: BoundedLRU[Question | None] = field(
+        default_factory=lambda: BoundedLRU(PLAN_CACHE_SIZE))
+
+
+def _plan_key(c: Constraints, qvec: Any) -> bytes | None:
+    """Everything the allowed rows, the candidates and their scores depend on, as a digest;
+    None where a plan is this conversation's own (products already shown or liked) and
+    would never be asked for again."""
+    if c.exclude_ids or c.liked_ids:
+        return None
+
+    def sets(d: dict[str, set[str]]) -> tuple[tuple[str, tuple[str, ...]], ...]:
+        return tuple(sorted((a, tuple(sorted(v))) for a, v in d.items()))
+    what = (sets(c.wants), sets(c.avoids), sets(c.profile_avoids), tuple(c.avoid_terms),
+            c.min_price, c.max_price, c.below_price, tuple(sorted(c.blocked_types.items())),
+            tuple((p.attribute, p.value, p.polarity, p.strength) for p in c.soft),
+            tuple((b.attribute, b.value, b.weight) for b in c.boosts), c.cheap)
+    h = hashlib.blake2b(repr(what).encode(), digest_size=20)
+    h.update(b"-" if qvec is None else np.ascontiguousarray(qvec, dtype=np.float32).tobytes())
+    return h.digest()
+
+
+def _copy(q: Question | None) -> Question | None:
+    """A cached question for one conversation: its options end up in that one's context."""
+    return None if q is None else Question(q.attribute, q.prompt,
+                                           [dict(o) for o in q.options],
+                                           q.allows_free_text, q.bits)
 
 
 @dataclass
@@ -467,14 +507,20 @@ class Assistant:
             # Feedback is about the page in front of the shopper: its other picks stay, and
             # earlier pages do not come back in place of the one dropped.
             c.exclude_ids |= set(shown) - set(ctx.get("last_picks", []))
-        mask = hard_mask(cat, c)
         qvec = self._query_vector(ctx)
-        ranked = candidates(cat, mask, qvec, c)
+        key = _plan_key(c, qvec)
+
+        def plan() -> _Plan:
+            mask = hard_mask(cat, c)
+            got = candidates(cat, mask, qvec, c)
+            return np.flatnonzero(mask), got.rows, got.scores
+        # allowed: every product that fits what was said
+        allowed, rows, scores = tools.plans.get(key, plan) if key else plan()
+        ranked = Ranked(rows, scores)
         if heard is not None and qvec is not None and len(ranked.rows) \
                 and not _said_anything_known(ctx) \
                 and float(cat.index.scores(qvec, ranked.rows[:50]).max()) < UNSURE_COSINE:
             ctx["notice"] = "unsure"
-        allowed = np.flatnonzero(mask)  # every product that fits what was said
         ctx["candidates"] = len(allowed)
         question: Question | None = None
         asked_count = int(ctx.get("questions_asked", 0))  # what the shopper volunteered is free
@@ -499,8 +545,10 @@ class Assistant:
                 set(ctx.get("asked", []))
             # Counted over every product that fits what was said, not only the nearest ones:
             # a vague opening must not hide the kinds of thing it could mean.
-            question = choose_question(cat, allowed, settled=settled,
-                                       avoided=c.avoids)
+            def ask() -> Question | None:
+                return choose_question(cat, allowed, settled=settled, avoided=c.avoids)
+            question = _copy(tools.questions.get((key, *sorted(settled)), ask)) if key \
+                else ask()
         if question is not None:
             ctx["question"] = {"attribute": question.attribute, "options": question.options}
             ctx.setdefault("offered", {}).setdefault(question.attribute, []).extend(

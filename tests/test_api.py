@@ -397,3 +397,33 @@ def test_feedback_keeps_the_page_the_shopper_is_on(chat: Any) -> None:
     now = {p["product_id"] for p in c.picks}
     assert page[0] not in now and not first_page & now
     assert len(set(page[1:]) & now) >= 3  # the rest of the page stays
+
+
+def test_the_same_opening_again_is_answered_alike_and_weighed_once(chat: Any, client: Any,
+                                                                    services: Any) -> None:
+    """A rush brings the same words again and again: the second shopper gets the same
+    question and picks, from the plan the first one's turn weighed (every product that fits
+    "something for my wife"), and what one shopper says later changes nobody else's."""
+    plans = services.assistant.tools("fashion").plans
+    first = chat("something for my wife")
+    before = plans.hits
+    second = chat("something for my wife")
+    assert plans.hits == before + 1
+    assert second.turn["question"] == first.turn["question"] is not None
+    assert second.turn["picks"] == first.turn["picks"]
+    first.say("not black")
+    assert all(p["attributes"].get("colour") != "Black" for p in first.picks)
+    third = chat("something for my wife")
+    assert third.turn["picks"] == second.turn["picks"]
+    assert third.turn["question"] == second.turn["question"]
+    # A shopper whose profile says something is weighed on their own plan, not the crowd's
+    # (for themselves: "for my wife" would leave their own taste out, as it should).
+    crowd = [chat("a casual shirt").picks for _ in range(2)]
+    assert crowd[0] == crowd[1] and any(p["attributes"].get("colour") == "Black"
+                                        for p in crowd[0])
+    r = client.put("/api/v1/shoppers/s-rush/preferences",
+                   json={"attribute": "colour", "value": "black", "polarity": "avoid"},
+                   headers=SERVER)
+    assert r.status_code == 200
+    mine = chat("a casual shirt", shopper_id="s-rush")
+    assert mine.picks and all(p["attributes"].get("colour") != "Black" for p in mine.picks)

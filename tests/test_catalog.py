@@ -90,3 +90,16 @@ def test_reuses_the_build_and_detects_damage(tmp_path: Path, built_data_dir: Pat
         load_catalog(tmp_path, "myntra")
     with pytest.raises(CatalogNotBuilt, match="shopper catalog import"):
         load_catalog(tmp_path, "nothing")
+
+
+def test_a_bounded_cache_keeps_to_its_bytes_and_freezes_what_it_shares() -> None:
+    from catalog.lru import BoundedLRU
+
+    cache: BoundedLRU[tuple[np.ndarray, np.ndarray]] = BoundedLRU(100, max_bytes=3000)
+    for i in range(10):
+        got = cache.get(i, lambda: (np.zeros(100, dtype=np.int64), np.ones(25)))  # 1,000 B
+        assert not got[0].flags.writeable and not got[1].flags.writeable
+    assert len(cache) == 3 and cache.nbytes == 3000  # the 3 most recent
+    assert cache.get(9, lambda: pytest.fail("9 was kept")) is got
+    big = cache.get("big", lambda: (np.zeros(1000), np.zeros(1)))  # larger than all of it
+    assert len(big[0]) == 1000 and "big" not in cache._items and len(cache) == 3
