@@ -33,7 +33,7 @@ from .errors import (
 from .machine import Conversation, MachineError
 from .messages import compose_message
 from .questions import Question, choose_question, options_for
-from .ranking import Constraints, Ranked, candidates, hard_mask, pick_json, rank
+from .ranking import Constraints, Pick, Ranked, candidates, hard_mask, pick_json, rank
 from .store import Store, now_iso
 from .understanding import Lexicon, SemanticMatcher, Understanding, load_synonyms, understand
 
@@ -81,6 +81,9 @@ class _CatalogTools:
     plans: BoundedLRU[_Plan] = field(
         default_factory=lambda: BoundedLRU(PLAN_CACHE_SIZE, PLAN_CACHE_BYTES))
     questions: BoundedLRU[Question | None] = field(
+        default_factory=lambda: BoundedLRU(PLAN_CACHE_SIZE))
+    # the picks with their reasons, for a plan and the words they quote
+    picks: BoundedLRU[tuple[Pick, ...]] = field(
         default_factory=lambda: BoundedLRU(PLAN_CACHE_SIZE))
 
 
@@ -559,9 +562,15 @@ class Assistant:
             turn["question"] = question.to_json()
         else:
             ctx["question"] = None
-        picks = rank(cat, ranked, c, k=self.settings.picks,
-                     query_words=" ".join(ctx.get("texts", []))[-80:],
-                     said=" ".join(ctx.get("texts", [])))
+        said = " ".join(ctx.get("texts", []))
+
+        def choose() -> tuple[Pick, ...]:
+            return tuple(rank(cat, ranked, c, k=self.settings.picks,
+                              query_words=said[-80:], said=said))
+        # The reasons quote the words and the preferences' evidence; the rest is in the key.
+        picks = [Pick(p.row, p.score, list(p.reasons)) for p in tools.picks.get(
+            (key, said, *((p.source, p.evidence) for p in c.soft),
+             *(b.reason for b in c.boosts)), choose)] if key else list(choose())
         turn["picks"] = [pick_json(cat, p) for p in picks]
         ctx["last_picks"] = [cat.products[p.row].product_id for p in picks]
         ctx["shown"] = list(dict.fromkeys([*shown, *(cat.products[p.row].product_id

@@ -404,11 +404,12 @@ def test_the_same_opening_again_is_answered_alike_and_weighed_once(chat: Any, cl
     """A rush brings the same words again and again: the second shopper gets the same
     question and picks, from the plan the first one's turn weighed (every product that fits
     "something for my wife"), and what one shopper says later changes nobody else's."""
-    plans = services.assistant.tools("fashion").plans
+    tools = services.assistant.tools("fashion")
     first = chat("something for my wife")
-    before = plans.hits
+    before = tools.plans.hits, tools.questions.hits, tools.picks.hits
     second = chat("something for my wife")
-    assert plans.hits == before + 1
+    assert (tools.plans.hits, tools.questions.hits, tools.picks.hits) == \
+        tuple(n + 1 for n in before)
     assert second.turn["question"] == first.turn["question"] is not None
     assert second.turn["picks"] == first.turn["picks"]
     first.say("not black")
