@@ -82,7 +82,7 @@ class _CatalogTools:
         default_factory=lambda: BoundedLRU(PLAN_CACHE_SIZE, PLAN_CACHE_BYTES))
     questions: BoundedLRU[Question | None] = field(
         default_factory=lambda: BoundedLRU(PLAN_CACHE_SIZE))
-    # the picks with their reasons, for a plan and the words they quote
+    # the picks with their reasons, for a plan and the words they quote (no profile's)
     picks: BoundedLRU[tuple[Pick, ...]] = field(
         default_factory=lambda: BoundedLRU(PLAN_CACHE_SIZE))
 
@@ -567,10 +567,15 @@ class Assistant:
         def choose() -> tuple[Pick, ...]:
             return tuple(rank(cat, ranked, c, k=self.settings.picks,
                               query_words=said[-80:], said=said))
-        # The reasons quote the words and the preferences' evidence; the rest is in the key.
-        picks = [Pick(p.row, p.score, list(p.reasons)) for p in tools.picks.get(
-            (key, said, *((p.source, p.evidence) for p in c.soft),
-             *(b.reason for b in c.boosts)), choose)] if key else list(choose())
+        # The reasons quote the shopper's words (the rest is in the plan's key). Picks that
+        # speak of a profile (a preference's evidence, a boost's sentence) are the shopper's
+        # own and are not kept: a cache is no place for what a forget must reach.
+        if key and not c.soft and not c.boosts:
+            pick_key = hashlib.blake2b(said.encode(), digest_size=20, key=key[:20]).digest()
+            picks = [Pick(p.row, p.score, list(p.reasons))
+                     for p in tools.picks.get(pick_key, choose)]
+        else:
+            picks = list(choose())
         turn["picks"] = [pick_json(cat, p) for p in picks]
         ctx["last_picks"] = [cat.products[p.row].product_id for p in picks]
         ctx["shown"] = list(dict.fromkeys([*shown, *(cat.products[p.row].product_id
