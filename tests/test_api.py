@@ -428,3 +428,21 @@ def test_the_same_opening_again_is_answered_alike_and_weighed_once(chat: Any, cl
     assert r.status_code == 200
     mine = chat("a casual shirt", shopper_id="s-rush")
     assert mine.picks and all(p["attributes"].get("colour") != "Black" for p in mine.picks)
+
+
+def test_a_crowd_opening_alike_at_once_gets_one_answer(app: Any) -> None:
+    """Many request threads weighing the same opening at the same moment share its plan
+    safely: every one is answered, alike, with nothing of one conversation in another."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def open_one(i: int) -> tuple[str, Any, Any]:
+        chat = Chat(app.test_client(), "something casual for my husband" if i % 2
+                    else "something for my wife")
+        return chat.turn["message"], chat.turn["question"], chat.picks
+
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(open_one, range(24)))
+    for parity in (0, 1):
+        alike = {repr(a) for i, a in enumerate(answers) if i % 2 == parity}
+        assert len(alike) == 1
+    assert answers[0][2] != answers[1][2] and all(a[2] for a in answers)
