@@ -571,7 +571,7 @@ class Assistant:
         # speak of a profile (a preference's evidence, a boost's sentence) are the shopper's
         # own and are not kept: a cache is no place for what a forget must reach.
         if key and not c.soft and not c.boosts:
-            pick_key = hashlib.blake2b(said.encode(), digest_size=20, key=key[:20]).digest()
+            pick_key = hashlib.blake2b(said.encode(), digest_size=20, key=key).digest()
             picks = [Pick(p.row, p.score, list(p.reasons))
                      for p in tools.picks.get(pick_key, choose)]
         else:
