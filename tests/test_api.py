@@ -6,7 +6,8 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import SERVER, Chat
+from tests.conftest import API_KEY, SERVER, Chat
+from web import Services, create_app
 
 
 def answer_truthfully(chat: Any, target: dict[str, str], turns: int = 4) -> None:
@@ -357,6 +358,36 @@ def test_a_crowded_worker_hands_connections_on(app) -> None:  # type: ignore[no-
     r = c.client.post(f"/api/v1/conversations/{c.id}/turns", json={"text": "size M"},
                       headers=c.headers)
     assert r.status_code == 200 and "Connection" not in r.headers
+
+
+def _timings(response: Any) -> dict[str, float]:
+    """The durations (ms) of a ``Server-Timing`` header: {"app": 1.2, "cpu": 0.9, ...}."""
+    out = {}
+    for metric in response.headers["Server-Timing"].split(","):
+        name, _, dur = metric.strip().partition(";dur=")
+        out[name] = float(dur)
+    return out
+
+
+def test_server_timing_says_what_a_turn_cost_only_when_asked(  # type: ignore[no-untyped-def]
+        app, services: Services) -> None:
+    """With --server-timing every answer says, in a Server-Timing header, its time in the
+    app, its thread's CPU and its wait for a turn slot; a turn that waited says so. Without
+    it (the default) no answer tells how loaded the server is."""
+    c = Chat(app.test_client(), "running shoes")
+    r = c.client.post(f"/api/v1/conversations/{c.id}/turns", json={"text": "in blue"},
+                      headers=c.headers)
+    assert r.status_code == 200 and "Server-Timing" not in r.headers
+    timed = create_app({"TESTING": True, "DATA_DIR": str(services.data_dir),
+                        "API_KEY": API_KEY, "ANON_RATE_PER_MINUTE": 1000,
+                        "SERVER_TIMING": True, "ACTIVE_TURNS": 1}, services=services)
+    results = _burst(timed, n=6)
+    assert [r.status_code for _, r in results] == [200] * 6
+    got = [_timings(r) for _, r in results]
+    assert all(t.keys() == {"app", "cpu", "wait"} for t in got)
+    assert all(0 <= t["wait"] <= t["app"] and 0 < t["cpu"] for t in got)
+    assert max(t["wait"] for t in got) > 0  # one turn at a time: the others waited
+    assert "Server-Timing" in timed.test_client().get("/healthz").headers
 
 
 def test_a_pick_pointed_at_in_words(chat: Any) -> None:

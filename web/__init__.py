@@ -268,6 +268,7 @@ def create_app(config: Mapping[str, Any] | None = None, *,
         MATH_THREADS=None,
         JSON_SORT_KEYS=False,
         LOG_TEXT=os.environ.get("SHOPPER_LOG_TEXT", "") == "1",
+        SERVER_TIMING=False,
     )
     if config is None:
         app.config.from_prefixed_env("SHOPPER")
@@ -284,7 +285,40 @@ def create_app(config: Mapping[str, Any] | None = None, *,
         app.register_blueprint(door)
     api.register_error_handlers(app)
     security.install(app)
+    if app.config.get("SERVER_TIMING"):
+        app.wsgi_app = ServerTiming(app.wsgi_app)  # type: ignore[method-assign]
     return app
+
+
+#: Where a view that waited for a turn slot leaves the seconds it waited (see ServerTiming).
+SLOT_WAIT_KEY = "shopper.slot_wait_s"
+
+
+class ServerTiming:
+    """WSGI middleware that says on every answer, in a W3C ``Server-Timing`` header, what
+    the request cost inside this worker: ``app`` the wall time from the request's arrival
+    in the app to its answer's start, ``cpu`` the CPU its own thread spent meanwhile and
+    ``wait`` the time it waited for a turn slot (admission control). A browser's devtools
+    and most monitoring show them. Off by default (`shopper serve --server-timing`): the
+    figures say how loaded the server is, which a shop may not want to tell everyone.
+    ``bench_load`` turns it on to tell the server's own time from the load generator's."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        t0, c0 = time.perf_counter(), time.thread_time()
+
+        def timed_start(status: str, headers: list[tuple[str, str]], exc_info: Any = None
+                        ) -> Any:
+            app_ms = (time.perf_counter() - t0) * 1000.0
+            cpu_ms = (time.thread_time() - c0) * 1000.0
+            wait_ms = environ.get(SLOT_WAIT_KEY, 0.0) * 1000.0
+            headers.append(("Server-Timing", f"app;dur={app_ms:.2f}, cpu;dur={cpu_ms:.2f}, "
+                                             f"wait;dur={wait_ms:.2f}"))
+            return start_response(status, headers, exc_info)
+
+        return self.app(environ, timed_start)
 
 
 def services() -> Services:

@@ -38,7 +38,7 @@ from assistant.memory import recipient_attributes, recipient_key
 from assistant.preferences import parse_time
 from assistant.store import storage_fault
 
-from . import services
+from . import SLOT_WAIT_KEY, services
 from .openapi import openapi_document
 
 __all__ = ["bp", "problem", "register_error_handlers"]
@@ -409,14 +409,18 @@ class _Admission:
             ticket = threading.Lock()
             ticket.acquire()
             self._waiters.append(ticket)
-        if ticket.acquire(timeout=self._wait_s):
-            return  # handed a slot by a turn that finished
-        with self._lock:
-            try:
-                self._waiters.remove(ticket)
-            except ValueError:
-                return  # handed a slot just as the wait ran out: it is this turn's
-        raise self._busy()
+        t0 = time.perf_counter()
+        try:
+            if ticket.acquire(timeout=self._wait_s):
+                return  # handed a slot by a turn that finished
+            with self._lock:
+                try:
+                    self._waiters.remove(ticket)
+                except ValueError:
+                    return  # handed a slot just as the wait ran out: it is this turn's
+            raise self._busy()
+        finally:
+            request.environ[SLOT_WAIT_KEY] = time.perf_counter() - t0  # for Server-Timing
 
     def __exit__(self, *exc: object) -> None:
         with self._lock:

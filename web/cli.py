@@ -137,6 +137,7 @@ def _serve(args: argparse.Namespace) -> int:
         "ANON_RATE_PER_MINUTE": args.anon_conversations_per_minute,
         "CHECKPOINT_S": CHECKPOINT_INTERVAL_S,
         "LOG_TEXT": log_text(),
+        "SERVER_TIMING": args.server_timing,
     })
 
     # What every worker imports anyway is imported once here, before the fork. Not
@@ -308,6 +309,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--no-import", action="store_true",
                        help="serve the catalogs already built in the data dir; import nothing")
     serve.add_argument("--access-log", action="store_true")
+    serve.add_argument("--server-timing", action="store_true",
+                       help="say on every answer what it cost in the worker (a Server-Timing "
+                            "header: app, cpu and wait for a turn slot, in ms); off by default")
     serve.set_defaults(func=_serve)
 
     cat = sub.add_parser("catalog", help="import and list catalogs")

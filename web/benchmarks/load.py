@@ -21,6 +21,11 @@ Before the phases, a warm-up (``--warmup``, 15 s of 32 shoppers at 100 turns/s) 
 fresh worker encode the texts it has not seen yet and fill its caches; it is reported on its
 own line and not counted in any phase.
 
+The server runs with ``--server-timing`` (``--no-server-timing`` for a server older than it),
+so each answer also says how long it was in its worker and how much of that it waited for a
+turn slot; with how late this generator woke for a scheduled turn, that tells the server's
+share of the latency from the generator's own (both share the two cores).
+
 A 503 must carry Retry-After and a problem+json body; the shopper waits that long and sends the
 same turn again. 503s are counted apart from errors. Afterwards every conversation is read back
 and its stored turns compared with the turns answered 200/201: none may be lost.
@@ -88,6 +93,11 @@ class Phase:
     convs: list[Conv] = field(default_factory=list)
     retry_after: set[str] = field(default_factory=set)
     kinds: dict[str, int] = field(default_factory=dict)
+    # What the server said each 200/201 cost inside its worker (Server-Timing), in seconds:
+    in_app: list[float] = field(default_factory=list)       # arrival in the app to answer
+    app_cpu: list[float] = field(default_factory=list)      # the request thread's CPU
+    slot_wait: list[float] = field(default_factory=list)    # waiting for a turn slot
+    loop_lag: list[float] = field(default_factory=list)     # this generator waking late
 
     def error(self, kind: str, example: str) -> None:
         self.errors[kind] = self.errors.get(kind, 0) + 1
@@ -219,6 +229,21 @@ def _shed_ok(headers: dict[str, str], raw: bytes) -> bool:
     return isinstance(body, dict) and body.get("status") == 503 and "title" in body
 
 
+def _server_timing(ph: Phase, value: str) -> None:
+    """Keep the app, cpu and wait durations of a ``Server-Timing`` header (ms)."""
+    dur = {}
+    for metric in value.split(","):
+        name, _, param = metric.strip().partition(";dur=")
+        try:
+            dur[name] = float(param) / 1000.0
+        except ValueError:
+            continue
+    if {"app", "cpu", "wait"} <= dur.keys():
+        ph.in_app.append(dur["app"])
+        ph.app_cpu.append(dur["cpu"])
+        ph.slot_wait.append(dur["wait"])
+
+
 def _kind(body: dict[str, Any]) -> str:
     return ("tap" if "answer" in body else "typed" if "text" in body else
             "feedback" if "feedback" in body else "action")
@@ -242,6 +267,7 @@ async def _shopper_loop(ph: Phase, port: int, seed: int, start: float, deadline:
             now = time.monotonic()
             if schedule > now:
                 await asyncio.sleep(schedule - now)
+                ph.loop_lag.append(time.monotonic() - schedule)
             elif now - schedule > 2.0:
                 schedule = now - 2.0  # never more than 2 s of turns owed at once
         scheduled = schedule if mean_think else None
@@ -273,6 +299,8 @@ async def _shopper_loop(ph: Phase, port: int, seed: int, start: float, deadline:
             if status in (200, 201):
                 ph.ok.append(t1 - t0)
                 ph.ok_at.append(t1)
+                if "server-timing" in hdrs:
+                    _server_timing(ph, hdrs["server-timing"])
                 if scheduled is not None:
                     ph.ok_scheduled.append(t1 - min(scheduled, t0))
                 if t1 <= deadline:
@@ -380,6 +408,11 @@ def run_phase(server: ServerProcess, shoppers: int, seconds: float, timeout: flo
         "latency_ok": summary(ph.ok),
         "latency_from_schedule": summary(ph.ok_scheduled) if rate else None,
         "behind_schedule": summary(ph.behind) if rate else None,
+        # The same answers as the server timed them (none without --server-timing), and how
+        # late this generator woke for a scheduled turn: what of the latency is the server's.
+        "in_server": {"app": summary(ph.in_app), "cpu": summary(ph.app_cpu),
+                      "slot_wait": summary(ph.slot_wait)},
+        "generator_lag": summary(ph.loop_lag) if rate else None,
         "shed_503": len(ph.shed), "latency_503": summary(ph.shed),
         "retry_after_values": sorted(ph.retry_after),
         "bad_503": ph.bad_shed, "errors": sum(ph.errors.values()),
@@ -444,6 +477,14 @@ def report(fig: dict[str, Any]) -> str:
             lines.append(f"  from the schedule: p50 {ph['latency_from_schedule']['p50_ms']} ms, "
                          f"p99 {ph['latency_from_schedule']['p99_ms']} ms; sent behind "
                          f"schedule p99 {ph['behind_schedule']['p99_ms']} ms")
+        srv = ph["in_server"]
+        if srv["app"]["n"]:
+            lag = ph["generator_lag"]
+            lines.append(f"  in the worker (Server-Timing): p50 {srv['app']['p50_ms']} ms, p99 "
+                         f"{srv['app']['p99_ms']} ms, of which waiting for a turn slot p99 "
+                         f"{srv['slot_wait']['p99_ms']} ms; the request thread's CPU p50 "
+                         f"{srv['cpu']['p50_ms']} ms, p99 {srv['cpu']['p99_ms']} ms"
+                         + (f"; the generator woke late p99 {lag['p99_ms']} ms" if lag else ""))
         if ph["shed_503"]:
             lines.append(f"  503 answered in p50 {ph['latency_503']['p50_ms']} ms, "
                          f"Retry-After {ph['retry_after_values']}")
@@ -486,6 +527,9 @@ def main(argv: list[str] | None = None) -> int:
                         "steady state; 0 to skip")
     p.add_argument("--server-arg", action="append", default=[],
                    help="extra `shopper serve` argument, e.g. --server-arg=--threads=32")
+    p.add_argument("--no-server-timing", action="store_true",
+                   help="do not ask the server for its Server-Timing header (a server before "
+                        "it was added has no --server-timing)")
     p.add_argument("--server-env", action="append", default=[], metavar="NAME=VALUE",
                    help="extra environment for the server, e.g. OPENBLAS_NUM_THREADS=1")
     p.add_argument("--timeout", type=float, default=30.0, help="per request (default 30 s)")
@@ -500,6 +544,8 @@ def main(argv: list[str] | None = None) -> int:
     serve_dir = data_dir if args.in_place else scratch_data_dir(data_dir)
     env = dict(x.split("=", 1) for x in args.server_env)
     module = "web.cli"
+    if not args.no_server_timing:
+        args.server_arg = ["--server-timing", *args.server_arg]
     server = ServerProcess(serve_dir, workers=args.workers, extra_args=args.server_arg,
                            api_key=API_KEY, module=module, env=env)
     fig: dict[str, Any] = {"benchmark": "load", "machine": machine(),
