@@ -35,6 +35,8 @@ from catalog.embedder import CachedEmbedder, Embedder, SentenceTransformerEmbedd
 from catalog.index import limit_threads as limit_faiss_threads
 from catalog.onnx_model import check_texts_from, onnx_dir, query_embedder
 
+from .routing import ShopperFlask
+
 __all__ = ["Services", "build_services", "create_app", "services"]
 
 log = logging.getLogger("shopper")
@@ -245,7 +247,7 @@ class _NoCookieSession(SessionInterface):
 def create_app(config: Mapping[str, Any] | None = None, *,
                services: Services | None = None) -> Flask:
     """Build the app. ``config`` overrides settings (tests); otherwise SHOPPER_* variables."""
-    app = Flask(__name__)
+    app = ShopperFlask(__name__)
     app.json = FastJSONProvider(app)
     app.session_interface = _NoCookieSession()
     app.config.from_mapping(
