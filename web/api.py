@@ -20,7 +20,16 @@ from functools import wraps
 from typing import Any, TypeVar
 
 import orjson
-from flask import Blueprint, Flask, Response, current_app, g, jsonify, request
+from flask import (
+    Blueprint,
+    Flask,
+    Response,
+    current_app,
+    g,
+    has_request_context,
+    jsonify,
+    request,
+)
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from assistant.agents import AgentStore
@@ -420,7 +429,8 @@ class _Admission:
                     return  # handed a slot just as the wait ran out: it is this turn's
             raise self._busy()
         finally:
-            request.environ[SLOT_WAIT_KEY] = time.perf_counter() - t0  # for Server-Timing
+            if has_request_context():  # for Server-Timing
+                request.environ[SLOT_WAIT_KEY] = time.perf_counter() - t0
 
     def __exit__(self, *exc: object) -> None:
         with self._lock:
