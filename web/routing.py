@@ -83,11 +83,7 @@ class AcyclicMatcher(StateMachineMatcher):
         # All parts matched: a rule here whose methods and websocket fit is the match.
         if parts == []:
             for rule in state.rules:
-                if rule.methods is not None and method not in rule.methods:
-                    seen.methods.update(rule.methods)
-                elif rule.websocket != websocket:
-                    seen.websocket_mismatch = True
-                else:
+                if _fits(rule, method, websocket, seen):
                     return rule, values
             # A match with a trailing slash added: report that it needs the slash.
             if "" in state.static:
@@ -130,15 +126,20 @@ class AcyclicMatcher(StateMachineMatcher):
         # Nothing matched and only a trailing slash is left: rules without strict slashes.
         if parts == [""]:
             for rule in state.rules:
-                if rule.strict_slashes:
-                    continue
-                if rule.methods is not None and method not in rule.methods:
-                    seen.methods.update(rule.methods)
-                elif rule.websocket != websocket:
-                    seen.websocket_mismatch = True
-                else:
+                if not rule.strict_slashes and _fits(rule, method, websocket, seen):
                     return rule, values
         return None
+
+
+def _fits(rule: Rule, method: str, websocket: bool, seen: _Seen) -> bool:
+    """Whether ``rule`` takes this method and websocket; if not, ``seen`` notes why."""
+    if rule.methods is not None and method not in rule.methods:
+        seen.methods.update(rule.methods)
+    elif rule.websocket != websocket:
+        seen.websocket_mismatch = True
+    else:
+        return True
+    return False
 
 
 class _AcyclicMap(Map):
