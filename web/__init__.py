@@ -37,7 +37,7 @@ from catalog.onnx_model import check_texts_from, onnx_dir, query_embedder
 
 from .routing import ShopperFlask
 
-__all__ = ["Services", "build_services", "create_app", "services"]
+__all__ = ["Services", "build_services", "create_app", "read_server_timing", "services"]
 
 log = logging.getLogger("shopper")
 REOPEN_READ_ONLY_SECONDS = 5.0
@@ -98,8 +98,8 @@ class _ThreadDb:
     def close(self) -> None:
         try:
             self.db.conn.close()
-        except Exception:  # noqa: BLE001 (closing at thread or interpreter exit: nothing to tell)
-            pass
+        except Exception:
+            pass  # closing at thread or interpreter exit: there is no one to tell
 
     def __del__(self) -> None:
         self.close()
@@ -347,6 +347,19 @@ class ServerTiming:
             return start_response(status, headers, exc_info)
 
         return self.app(environ, timed_start)
+
+
+def read_server_timing(value: str) -> dict[str, float]:
+    """The durations (ms) of a ``Server-Timing`` header, by name: what ServerTiming wrote,
+    as a client reads it back (bench_load). Metrics without a duration are left out."""
+    out: dict[str, float] = {}
+    for metric in value.split(","):
+        name, _, dur = metric.strip().partition(";dur=")
+        try:
+            out[name] = float(dur)
+        except ValueError:
+            continue
+    return out
 
 
 def services() -> Services:

@@ -46,6 +46,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from web import read_server_timing
+
 from .common import (
     ServerProcess,
     Shopper,
@@ -230,18 +232,12 @@ def _shed_ok(headers: dict[str, str], raw: bytes) -> bool:
 
 
 def _server_timing(ph: Phase, value: str) -> None:
-    """Keep the app, cpu and wait durations of a ``Server-Timing`` header (ms)."""
-    dur = {}
-    for metric in value.split(","):
-        name, _, param = metric.strip().partition(";dur=")
-        try:
-            dur[name] = float(param) / 1000.0
-        except ValueError:
-            continue
+    """Keep the app, cpu and wait durations of a ``Server-Timing`` header (in seconds)."""
+    dur = read_server_timing(value)
     if {"app", "cpu", "wait"} <= dur.keys():
-        ph.in_app.append(dur["app"])
-        ph.app_cpu.append(dur["cpu"])
-        ph.slot_wait.append(dur["wait"])
+        ph.in_app.append(dur["app"] / 1000.0)
+        ph.app_cpu.append(dur["cpu"] / 1000.0)
+        ph.slot_wait.append(dur["wait"] / 1000.0)
 
 
 def _kind(body: dict[str, Any]) -> str:
