@@ -43,6 +43,12 @@ CHANNELS = ("web", "kiosk", "phone")
 ACTIONS = ("more", "cheaper", "start_over", "done")
 FEEDBACK = ("like", "dislike", "not_interested", "already_own")
 MAX_TEXT = 2000
+#: What a conversation keeps of the shopper's words: the last this many messages, each cut
+#: to 300 characters. The query is built from the last four; the rest serve the reasons
+#: and naming a maker ("nike running shoes"). Kept whole, a conversation's state (read and
+#: written at every turn) and the words searched for a maker grew with every message:
+#: 3,000 short turns made each turn 3 ms dearer, long messages far more.
+KEPT_TEXTS = 12
 #: Below this cosine between the shopper's words and the nearest product, with nothing in
 #: them recognised (no type, colour, budget...), the picks are guesses and the message says
 #: so. Measured on the bundled fashion catalog: English requests reach 0.42-0.72
@@ -389,7 +395,9 @@ class Assistant:
         if u.show_now:
             ctx["show_now"] = True
         if u.positive_text and (u.has_facts or not u.no_preference):
-            ctx.setdefault("texts", []).append(u.positive_text[:300])
+            texts = ctx.setdefault("texts", [])
+            texts.append(u.positive_text[:300])
+            del texts[:-KEPT_TEXTS]
         if asked and asked in u.wants:
             ctx["question"] = None
         facts = bool(wants or avoids or ctx.get("avoid_terms") or ctx.get("texts")
@@ -533,7 +541,8 @@ class Assistant:
             may_ask = len(allowed) > 20
         reask = ctx.pop("reask", None)
         if reask is not None:
-            ctx.setdefault("reasked", []).append(reask)
+            if reask not in ctx.setdefault("reasked", []):
+                ctx["reasked"].append(reask)
             offered = set(ctx.get("offered", {}).get(reask, [])) | c.avoids.get(reask, set())
             spec = cat.spec(reask)
             options = options_for(cat, reask, allowed, exclude=offered) \
@@ -554,8 +563,9 @@ class Assistant:
                 else ask()
         if question is not None:
             ctx["question"] = {"attribute": question.attribute, "options": question.options}
-            ctx.setdefault("offered", {}).setdefault(question.attribute, []).extend(
-                o["value"] for o in question.options)
+            offered_before = ctx.setdefault("offered", {}).setdefault(question.attribute, [])
+            offered_before.extend(o["value"] for o in question.options
+                                  if o["value"] not in offered_before)
             if question.attribute not in ctx.setdefault("asked", []):
                 ctx["asked"].append(question.attribute)
                 ctx["questions_asked"] = asked_count + 1

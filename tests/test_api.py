@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import sqlite3
+from contextlib import closing
 from typing import Any
 
 import pytest
@@ -48,6 +51,30 @@ def test_answers_are_never_asked_twice_and_turns_are_kept(chat: Any, client: Any
     body = r.get_json()
     assert body["conversation_id"] == c.id and body["channel"] == "web"
     assert len(body["turns"]) == len(asked) + 1
+
+
+def test_a_shopper_who_keeps_talking_does_not_make_each_turn_dearer(chat: Any,
+                                                                     services: Any) -> None:
+    """Every turn reads and writes the conversation's state. It once kept every message, so a
+    shopper (or a script) who kept talking made each turn read, search and write more; it
+    keeps the last dozen, and the conversation still follows what was said last."""
+    c = chat("a watch for men")
+    filler = ("something I could wear every day, to the office and at weekends, light and "
+              "easy to look after, ") * 3
+    sizes = []
+    for i in range(30):
+        c.say(f"{filler[:280]} {i:02d}")
+        with closing(sqlite3.connect(services.db_path)) as db:
+            (raw,) = db.execute("SELECT ctx FROM conversations WHERE conversation_id = ?",
+                                (c.id,)).fetchone()
+        ctx = json.loads(raw)
+        for grows_to_a_bound in ("shown", "last_picks"):  # product ids, capped on their own
+            ctx.pop(grows_to_a_bound, None)
+        sizes.append(len(json.dumps(ctx)))
+    assert max(sizes[15:]) - min(sizes[15:]) < 200, sizes
+    c.say("I want Nike sports shoes")
+    assert c.picks[0]["title"].lower().startswith("nike")
+    assert all(p["attributes"]["article_type"] == "Sports Shoes" for p in c.picks)
 
 
 def test_refusal_up_front_is_respected(chat: Any) -> None:
