@@ -97,10 +97,15 @@ def _log_config() -> dict[str, Any]:
 
 def worker_app() -> Any:
     """The app of one server worker, built from the settings `shopper serve` put in the
-    environment (granian calls this in each worker it starts)."""
+    environment (granian calls this in each worker it starts, before the worker's threads)."""
     from web import create_app
 
-    return create_app(json.loads(os.environ[SERVE_CONFIG_ENV]))
+    config = json.loads(os.environ[SERVE_CONFIG_ENV])
+    if config.get("PIN_WORKERS"):
+        from web.cores import claim_core
+
+        claim_core(int(config["WORKERS"]))
+    return create_app(config)
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -138,6 +143,8 @@ def _serve(args: argparse.Namespace) -> int:
         "CHECKPOINT_S": CHECKPOINT_INTERVAL_S,
         "LOG_TEXT": log_text(),
         "SERVER_TIMING": args.server_timing,
+        "WORKERS": args.workers,
+        "PIN_WORKERS": not args.no_pin_workers,
     })
 
     # What every worker imports anyway is imported once here, before the fork. Not
@@ -275,6 +282,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--data-dir")
     serve.add_argument("--catalog", help="the default catalog (default: fashion)")
     serve.add_argument("--workers", type=int, default=int(os.environ.get("SHOPPER_WORKERS", 2)))
+    serve.add_argument("--no-pin-workers", action="store_true",
+                       help="leave the workers' threads to the kernel's scheduler; by default "
+                            "each of two or more workers takes a core of its own, when there "
+                            "are enough")
     serve.add_argument("--threads", type=int, default=128,
                        help="threads per worker; more than --active-turns + --queued-turns, "
                             "so a rush waits where the wait is bounded (default 128)")

@@ -3,11 +3,15 @@ and a restart in the middle that loses nothing."""
 
 from __future__ import annotations
 
+import os
+import signal
 import time
+from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import KEY, Server
+from tests.e2e.conftest import KEY, READY, Server, copy_catalogs
 
 pytestmark = pytest.mark.e2e
 __all__ = ["KEY", "Server"]  # the helper now lives in tests/e2e/conftest.py
@@ -72,3 +76,49 @@ def test_a_stop_is_prompt_and_clean(server: Server) -> None:
     took = time.monotonic() - started
     assert server.proc is not None and server.proc.returncode == 0, server.tail()
     assert took < 10, f"the server took {took:.1f} s to stop\n{server.tail()}"
+
+
+def _cores_of(pid: int) -> set[frozenset[int]]:
+    """The cores each thread of a process may run on, one set per distinct mask."""
+    out: set[frozenset[int]] = set()
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            out.add(frozenset(os.sched_getaffinity(int(task.name))))
+        except OSError:  # a thread that ended meanwhile
+            pass
+    return out
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs two cores")
+def test_each_worker_has_a_core_of_its_own(tmp_path: Path, built_data_dir: Path,
+                                           new_server: Callable[..., Server]) -> None:
+    """A worker runs Python under one lock, about one core's worth; left to the kernel, two
+    workers' threads were often put on one core while the other idled. Each takes a core,
+    every thread of it, and a worker started in place of a killed one takes the core it
+    left; `--no-pin-workers` leaves them to the kernel."""
+    data_dir = copy_catalogs(built_data_dir, tmp_path / "data")
+    srv = new_server(data_dir, workers=2)
+    srv.start()
+    held = {}
+    for pid in srv.worker_pids():
+        (mask,) = _cores_of(pid)
+        assert len(mask) == 1, mask
+        held[pid] = mask
+    assert len(set(held.values())) == 2
+    assert srv.proc is not None  # the master is not pinned
+    assert _cores_of(srv.proc.pid) == {frozenset(os.sched_getaffinity(0))}
+
+    victim = next(iter(held))
+    ready_lines = srv.log.read_bytes().count(READY)
+    os.kill(victim, signal.SIGKILL)
+    srv.wait_ready(ready_lines + 1)
+    (new,) = [p for p in srv.worker_pids() if p not in held]
+    assert _cores_of(new) == {held[victim]}
+    assert srv.call("GET", "/healthz")[0] == 200
+    srv.stop()
+
+    free = new_server(data_dir, workers=2, args=("--no-import", "--no-pin-workers"))
+    free.start()
+    for pid in free.worker_pids():
+        assert _cores_of(pid) == {frozenset(os.sched_getaffinity(0))}
+    free.stop()
