@@ -97,7 +97,10 @@ def test_each_worker_has_a_core_of_its_own(tmp_path: Path, built_data_dir: Path,
     every thread of it, and a worker started in place of a killed one takes the core it
     left; `--no-pin-workers` leaves them to the kernel."""
     data_dir = copy_catalogs(built_data_dir, tmp_path / "data")
-    srv = new_server(data_dir, workers=2)
+    # Cores are claimed machine-wide (in the temporary directory): a server another test
+    # left running would hold them, so this one claims its own set.
+    (tmp_path / "tmp").mkdir()
+    srv = new_server(data_dir, workers=2, env={"TMPDIR": str(tmp_path / "tmp")})
     srv.start()
     held = {}
     for pid in srv.worker_pids():
