@@ -1,11 +1,12 @@
 """One core for each worker of `shopper serve`.
 
-A worker runs Python under one interpreter lock, so it never uses more than about one core;
-left to the kernel, two workers' threads were often put on the same core (a thread woken
-to take the lock is placed beside the thread that woke it) while the other core served the
-load generator or idled. Pinned, each worker has a core of its own: under 64 shoppers at
-500 turns/s the p99 fell from 73-215 ms to 33-36 ms in interleaved runs on this 2-core
-machine, at the same CPU per request (docs/performance.md, "3 December, night").
+A worker runs Python under one interpreter lock, so it never uses much more than one core;
+left to the kernel, the two workers' threads moved between the cores (220 migrations a
+second under load) and for stretches shared one while the other served the load generator
+or idled. Pinned, each worker has a core of its own: under 64 shoppers at 500 turns/s on
+this 2-core machine, three interleaved 60 s pairs gave a p99 of 26-33 ms against 165-395
+ms, at 2.2-2.5 ms of server CPU a request against 2.8-3.7 (docs/performance.md,
+"3 December, night").
 
 Workers claim cores with a lock file per core (``personal-shopper-cores-UID/core-N.lock``
 in the temporary directory, one set per machine and user, so two servers on one machine
@@ -24,14 +25,14 @@ import os
 import tempfile
 from pathlib import Path
 
-__all__ = ["claim_core", "lock_dir"]
+__all__ = ["claim_core"]
 
 log = logging.getLogger(__name__)
 
 _held: list[int] = []  # the lock's descriptor, kept open for the life of the process
 
 
-def lock_dir() -> Path:
+def _lock_dir() -> Path:
     return Path(tempfile.gettempdir()) / f"personal-shopper-cores-{os.getuid()}"
 
 
@@ -41,12 +42,12 @@ def claim_core(workers: int, folder: Path | None = None) -> int | None:
     cores = sorted(os.sched_getaffinity(0))
     if not 2 <= workers <= len(cores):
         return None
-    folder = folder or lock_dir()
+    folder = folder or _lock_dir()
     for core in cores:
         try:
             folder.mkdir(mode=0o700, exist_ok=True)
-            fd = os.open(folder / f"core-{core}.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC,
-                         0o600)
+            fd = os.open(folder / f"core-{core}.lock",
+                         os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
         except OSError as exc:
             log.warning("cannot claim a core in %s (%s): left to the kernel", folder, exc)
             return None
