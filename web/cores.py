@@ -36,13 +36,13 @@ def _lock_dir() -> Path:
     return Path(tempfile.gettempdir()) / f"personal-shopper-cores-{os.getuid()}"
 
 
-def claim_core(workers: int, folder: Path | None = None) -> int | None:
+def claim_core(workers: int) -> int | None:
     """Pin this process (every thread it has and will start) to a core no other worker
     holds; the core, or None when it stays unpinned."""
     cores = sorted(os.sched_getaffinity(0))
     if not 2 <= workers <= len(cores):
         return None
-    folder = folder or _lock_dir()
+    folder = _lock_dir()
     for core in cores:
         try:
             folder.mkdir(mode=0o700, exist_ok=True)
